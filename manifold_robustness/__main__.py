@@ -1,0 +1,3 @@
+from manifold_robustness.cli import main
+
+raise SystemExit(main())

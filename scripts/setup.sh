@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian machine: system packages (fonts for FONTS, Fashion-MNIST)
+# and a virtual environment with the package installed in editable mode.  Safe to run repeatedly:
+# each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+STAMPS=.stamps
+mkdir -p "$STAMPS"
+
+# --- system packages -------------------------------------------------------------------------
+packages=$(grep -v -E '^\s*(#|$)' scripts/font-packages.txt | tr '\n' ' ')
+packages="$packages fontconfig dataset-fashion-mnist"
+missing=""
+for p in $packages; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "setup: installing $(echo $missing | wc -w) Debian packages (fonts for FONTS, Fashion-MNIST)"
+        if [ ! -f "$STAMPS/apt-updated" ]; then apt-get update -qq && touch "$STAMPS/apt-updated"; fi
+        # shellcheck disable=SC2086
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    else
+        echo "setup: not root (or no apt-get), so these packages are not installed:$missing" >&2
+        echo "setup: to get the full FONTS and Fashion-MNIST, run:" >&2
+        echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends$missing" >&2
+        echo "setup: continuing with the fonts this machine has." >&2
+    fi
+fi
+
+# --- Python environment ----------------------------------------------------------------------
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+if [ ! -f "$STAMPS/pip" ] || [ pyproject.toml -nt "$STAMPS/pip" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[test]'
+    touch "$STAMPS/pip"
+fi
