@@ -1,0 +1,124 @@
+"""On-disk array cache: one folder per build config, written atomically, verified on read.
+
+A cache entry is a folder holding ``*.npy`` arrays and ``meta.json``.  It is written into a
+temporary sibling folder and renamed into place only when every file is complete and fsynced, so an
+interrupted build never leaves a folder that is later read as valid.  ``meta.json`` records each
+array's shape, dtype and CRC-32; :func:`read_entry` checks them and reports a corrupted entry
+instead of returning bad data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+DATA_DIR_ENV = "MANIFOLD_ROBUSTNESS_DATA"
+FORMAT_VERSION = 1
+
+
+class CorruptCacheError(RuntimeError):
+    """A cache entry exists but does not match its metadata."""
+
+
+def data_dir(override: str | os.PathLike | None = None) -> Path:
+    """The data directory: ``override``, else ``$MANIFOLD_ROBUSTNESS_DATA``, else
+    ``~/.cache/manifold_robustness``.  Created if missing; a clear error if it cannot be written."""
+    path = Path(override or os.environ.get(DATA_DIR_ENV) or "~/.cache/manifold_robustness").expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise PermissionError(
+            f"The data directory {path} is not writable ({err.strerror}). Set the environment variable "
+            f"{DATA_DIR_ENV} to a writable folder, e.g. `export {DATA_DIR_ENV}=$HOME/mr-data`."
+        ) from err
+    return path
+
+
+def config_key(config: dict[str, Any]) -> str:
+    """A short stable digest of a JSON-serialisable build config."""
+    blob = json.dumps({"format": FORMAT_VERSION, **config}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def file_crc32(path: Path, chunk: int = 1 << 24) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_entry(final: Path) -> Iterator[Path]:
+    """Yield a temporary folder next to ``final``; on success rename it to ``final``.
+
+    On an exception the temporary folder is removed and ``final`` is untouched.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+        for f in tmp.iterdir():
+            _fsync(f)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def finish_entry(folder: Path, meta: dict[str, Any]) -> None:
+    """Record every ``*.npy`` file's shape, dtype and CRC in ``meta.json`` (written last)."""
+    arrays = {}
+    for f in sorted(folder.glob("*.npy")):
+        arr = np.load(f, mmap_mode="r")
+        arrays[f.stem] = {"shape": list(arr.shape), "dtype": str(arr.dtype), "crc32": file_crc32(f)}
+        del arr
+    with open(folder / "meta.json", "w") as fh:
+        json.dump({**meta, "format": FORMAT_VERSION, "arrays": arrays}, fh, indent=1, sort_keys=True)
+
+
+def read_entry(folder: Path, verify: bool = True) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Return (meta, arrays memory-mapped read-only).  Raises :class:`CorruptCacheError` when a
+    file is missing, truncated or altered, and FileNotFoundError when there is no entry."""
+    meta_path = folder / "meta.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(folder)
+    try:
+        meta = json.loads(meta_path.read_text())
+        expected = meta["arrays"]
+    except (json.JSONDecodeError, KeyError) as err:
+        raise CorruptCacheError(f"{meta_path} is unreadable: {err}") from err
+    arrays = {}
+    for name, spec in expected.items():
+        path = folder / f"{name}.npy"
+        try:
+            arr = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as err:
+            raise CorruptCacheError(f"{path} is missing or truncated: {err}") from err
+        if list(arr.shape) != spec["shape"] or str(arr.dtype) != spec["dtype"]:
+            raise CorruptCacheError(f"{path} has shape {arr.shape} {arr.dtype}, expected {spec}")
+        if verify and file_crc32(path) != spec["crc32"]:
+            raise CorruptCacheError(f"{path} fails its checksum (the file was altered or damaged)")
+        arrays[name] = arr
+    return meta, arrays

@@ -1,0 +1,1 @@
+"""Figures and reports; they read arrays and result stores and write files."""

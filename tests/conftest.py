@@ -1,0 +1,76 @@
+"""Shared fixtures: synthetic font files (fontTools) and small FONTS builds in temporary folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Keep tests off the user's real cache.
+os.environ.setdefault("MANIFOLD_ROBUSTNESS_DATA", str(Path(__file__).parent / ".." / ".pytest_data"))
+
+
+def make_font(path: Path, family: str, glyphs: str = "distinct", symbol_cmap: bool = False, variant: int = 0) -> Path:
+    """Write a tiny TrueType font whose A–J are rectangles patterns.
+
+    glyphs: "distinct" (a different pattern per letter), "same" (all letters one shape),
+    "empty" (no contours), or "partial" (only A–E in the character map).  ``variant`` changes
+    every letter's pattern, so faces with different variants render differently.
+    """
+    from fontTools.fontBuilder import FontBuilder
+    from fontTools.pens.ttGlyphPen import TTGlyphPen
+
+    letters = "ABCDEFGHIJ"
+    mapped = letters[:5] if glyphs == "partial" else letters
+    names = [".notdef"] + [f"g{c}" for c in mapped]
+    fb = FontBuilder(1000, isTTF=True)
+    fb.setupGlyphOrder(names)
+    cmap = {ord(c): f"g{c}" for c in mapped}
+    fb.setupCharacterMap(cmap)
+
+    def draw(k: int | None):
+        pen = TTGlyphPen(None)
+        if k is None or glyphs == "empty":
+            return pen.glyph()
+        bits = k if glyphs != "same" else 5
+        # a 3x3 grid of blocks switched on by the bits of (k + 1) * 37, plus a frame stroke
+        code = ((bits + 1) * 37 + variant * 101) % 512 | 1
+        for cell in range(9):
+            if code >> cell & 1:
+                x, y = (cell % 3) * 200 + 50, (cell // 3) * 200 + 50
+                pen.moveTo((x, y)); pen.lineTo((x, y + 180)); pen.lineTo((x + 180, y + 180)); pen.lineTo((x + 180, y)); pen.closePath()
+        pen.moveTo((0, 0)); pen.lineTo((0, 700)); pen.lineTo((30, 700)); pen.lineTo((30, 0)); pen.closePath()
+        return pen.glyph()
+
+    fb.setupGlyf({n: draw(None if n == ".notdef" else letters.index(n[1])) for n in names})
+    fb.setupHorizontalMetrics({n: (700, 0) for n in names})
+    fb.setupHorizontalHeader(ascent=800, descent=-200)
+    fb.setupNameTable({"familyName": family, "styleName": "Regular"})
+    fb.setupOS2()
+    fb.setupPost()
+    if symbol_cmap:
+        from fontTools.ttLib.tables._c_m_a_p import cmap_format_4
+
+        sub = cmap_format_4(4)
+        sub.platformID, sub.platEncID, sub.language = 3, 0, 0
+        sub.cmap = dict(cmap)
+        fb.font["cmap"].tables.append(sub)
+    fb.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def font_dir(tmp_path_factory) -> Path:
+    """A folder with 8 good synthetic faces and one of each kind the filter must reject."""
+    d = tmp_path_factory.mktemp("fonts")
+    for i in range(8):
+        make_font(d / f"good{i}.ttf", f"Good{i}", variant=i)
+    make_font(d / "copy_of_good0.ttf", "Good0 Copy", variant=0)  # renders like good0.ttf
+    (d / "broken.ttf").write_bytes(b"this is not a font" * 10)
+    make_font(d / "symbolcmap.ttf", "Plain", symbol_cmap=True)
+    make_font(d / "mathface.ttf", "Fancy Math")
+    make_font(d / "same.ttf", "Same", glyphs="same")
+    make_font(d / "empty.ttf", "Empty", glyphs="empty")
+    make_font(d / "partial.ttf", "Partial", glyphs="partial")
+    return d
