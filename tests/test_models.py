@@ -1,0 +1,99 @@
+"""Classifiers: exact parameter counts, the pure boundary, the registry, validation."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from manifold_robustness import models
+
+
+@pytest.mark.parametrize(
+    "name, input_shape, classes, params",
+    [
+        ("cnn", (28, 28, 1), 10, 100_262),  # 272+32 + 8224+64 + 32832+128 + 57700 + 1010
+        ("mlp", (28, 28, 1), 10, 152_330),
+        ("resnet13", (28, 28, 1), 10, 2_776_522),
+        ("vgg", (28, 28, 1), 10, 15_014_922),
+        ("cnn", (56, 48, 3), 2, 196_622),  # CelebA: 4 convs (16..128), 1152 → 20 → 2
+    ],
+)
+def test_parameter_counts(name, input_shape, classes, params):
+    clf, variables = models.create(name, input_shape, classes, jax.random.key(0))
+    assert models.count_params(variables) == params
+    logits = clf.logits_fn(variables)(jnp.zeros((2, *input_shape), jnp.float32))
+    assert logits.shape == (2, classes)
+
+
+def test_cnn_layout_matches_paper():
+    clf, v = models.create("cnn", (28, 28, 1), 10, jax.random.key(0))
+    p = v["params"]
+    assert [p["convs"][i]["kernel"].shape for i in range(3)] == [(4, 4, 1, 16), (4, 4, 16, 32), (4, 4, 32, 64)]
+    assert p["fc1"]["kernel"].shape == (576, 100) and p["fc2"]["kernel"].shape == (100, 10)
+    # the original's init: std = sqrt(2/3) / sqrt(fan_in)
+    k = np.asarray(p["fc1"]["kernel"])
+    assert abs(k.std() - np.sqrt(2 / 3) / np.sqrt(576)) < 0.01 * np.sqrt(2 / 3) / np.sqrt(576) * 10
+
+
+def test_train_and_eval_modes():
+    clf, v = models.create("cnn", (28, 28, 1), 10, jax.random.key(1))
+    x = jax.random.uniform(jax.random.key(2), (8, 28, 28, 1))
+    logits_eval, stats_eval = clf.apply(v, x, train=False)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), stats_eval, v["batch_stats"]))
+    _, stats_train = clf.apply(v, x, train=True)
+    changed = jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.any(a != b)), stats_train, v["batch_stats"]))
+    assert all(changed)
+    # pure: jit equals eager, and the logits_fn is eval mode
+    np.testing.assert_allclose(jax.jit(clf.logits_fn(v))(x), logits_eval, atol=1e-5)
+    grads = jax.grad(lambda im: clf.logits_fn(v)(im).sum())(x)
+    assert grads.shape == x.shape and float(jnp.abs(grads).sum()) > 0
+
+
+def test_registry_and_validation():
+    with pytest.raises(ValueError, match="known: cnn, mlp, resnet13, vgg"):
+        models.create("lenet", (28, 28, 1), 10, jax.random.key(0))
+    with pytest.raises(ValueError, match="height, width, channels"):
+        models.create("cnn", (28, 28), 10, jax.random.key(0))
+    with pytest.raises(ValueError, match=r"\[batch, 28, 28, 1\]"):
+        models.check_images(np.zeros((2, 28, 28), np.float32), (28, 28, 1))
+    with pytest.raises(ValueError, match="float32"):
+        models.check_images(np.zeros((2, 28, 28, 1), np.uint8), (28, 28, 1))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        models.check_images(np.full((2, 28, 28, 1), 2.0, np.float32), (28, 28, 1))
+    models.check_images(np.full((2, 28, 28, 1), 0.5, np.float32), (28, 28, 1))
+
+
+@pytest.mark.parametrize("name", ["cnn", "resnet13", "vgg"])
+def test_conv_switch_computes_the_same_function(name):
+    # "patches" (slices + matmul, the CPU default) and "xla" (lax.conv) are one function.
+    key = jax.random.key(3)
+    clf_p, v = models.create(name, (28, 28, 1), 10, key, conv="patches")
+    clf_x, v_x = models.create(name, (28, 28, 1), 10, key, conv="xla")
+    assert clf_p.options == (("conv", "patches"),)
+    x = jax.random.uniform(jax.random.key(4), (6, 28, 28, 1))
+    np.testing.assert_allclose(clf_p.apply(v, x, train=True)[0], clf_x.apply(v, x, train=True)[0], rtol=1e-4, atol=1e-4)
+    loss = lambda clf: lambda p, im: clf.apply({"params": p, "batch_stats": v["batch_stats"]}, im, train=True)[0].sum()  # noqa: E731
+    gp, gx = jax.grad(loss(clf_p), argnums=(0, 1))(v["params"], x)
+    hp, hx = jax.grad(loss(clf_x), argnums=(0, 1))(v["params"], x)
+    np.testing.assert_allclose(gx, hx, rtol=1e-3, atol=1e-4)
+    for a, b in zip(jax.tree.leaves(gp), jax.tree.leaves(hp)):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * float(jnp.abs(b).max()) + 1e-5)
+    # init_variables keeps the switch
+    assert jax.tree.structure(models.init_variables(clf_p, key)) == jax.tree.structure(v)
+
+
+def test_patch_conv_falls_back_for_unsupported_layouts():
+    from jax import lax
+
+    from manifold_robustness.models import conv
+
+    x = jax.random.normal(jax.random.key(0), (2, 9, 9, 4))
+    w = jax.random.normal(jax.random.key(1), (3, 3, 4, 5))
+    for kwargs in ({"rhs_dilation": (2, 2)}, {"lhs_dilation": (1, 1)}):
+        a = conv.patch_conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), **kwargs)
+        b = lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), **kwargs)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="conv must be one of"):
+        conv.resolve("winograd")
