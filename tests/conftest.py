@@ -74,3 +74,11 @@ def font_dir(tmp_path_factory) -> Path:
     make_font(d / "empty.ttf", "Empty", glyphs="empty")
     make_font(d / "partial.ttf", "Partial", glyphs="partial")
     return d
+
+
+@pytest.fixture(scope="session")
+def small_fonts():
+    """A small FONTS from the machine's own fonts: 100 fonts x 10 letters x (10 train + 2 test) reps."""
+    from manifold_robustness import data
+
+    return data.FontsConfig(num_fonts=100, repetitions=12, test_repetitions=2)

@@ -1,0 +1,179 @@
+"""``train()``: the shell around the pure epoch — data on device, seeds, checkpoints, progress.
+
+>>> clf, _ = models.create("cnn", (28, 28, 1), 10, jax.random.key(0))
+>>> result = train(clf, "normal", data.load("fonts", "train", limit=1000), seeds=[0, 1, 2, 3, 4],
+...                test_data=data.load("fonts", "test", limit=2000))
+>>> result.test["error"]          # float[5]: one test error per seed
+>>> result.variables_for(0)       # seed 0's variables, for attacks (clf.logits_fn(...))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from manifold_robustness import models, transforms
+from manifold_robustness.training import loop
+from manifold_robustness.training.checkpoints import CheckpointStore
+from manifold_robustness.training.methods import METHODS, MethodContext, make_builder
+
+log = logging.getLogger(__name__)
+
+EXTRA_FIELDS = ("font_ids", "theta")  # Dataset fields that travel with the batch (FONTS)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """Trained variables with a leading seed axis, per-epoch metrics and the final test metrics."""
+
+    classifier: models.Classifier
+    seeds: tuple[int, ...]
+    variables: Any
+    history: list[dict]
+    test: dict | None
+
+    def variables_for(self, index: int) -> Any:
+        """The variables of the ``index``-th seed (no seed axis)."""
+        return jax.tree.map(lambda x: x[index], self.variables)
+
+
+def default_ranges(dataset_name: str | None) -> transforms.TransformRanges:
+    """Transformation ranges of a dataset: FONTS' own (Hard), else the EMNIST/F-MNIST/CelebA box."""
+    return transforms.FONTS_RANGES["hard"] if dataset_name == "fonts" else transforms.AFFINE_ATTACK_RANGES
+
+
+def device_data(dataset, input_shape: Sequence[int]) -> dict[str, jax.Array]:
+    """Move a dataset's arrays to the device once (uint8 images stay uint8), validating them."""
+    images = np.asarray(dataset.images)
+    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(input_shape):
+        raise ValueError(f"images must be [N, {', '.join(map(str, input_shape))}] for this model; got {images.shape}")
+    if images.dtype == np.float32:
+        if images.size and (np.isnan(images).any() or images.min() < 0 or images.max() > 1):
+            raise ValueError("float32 images must lie in [0, 1] without NaN")
+    elif images.dtype != np.uint8:
+        raise ValueError(f"images must be float32 in [0, 1] or uint8; got {images.dtype}")
+    labels = np.asarray(dataset.labels)
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels must be int[{images.shape[0]}]; got shape {labels.shape}")
+    data = {"image": jnp.asarray(images), "label": jnp.asarray(labels, jnp.int32)}
+    for field in EXTRA_FIELDS:
+        value = getattr(dataset, field, None)
+        if value is not None:
+            data[field.rstrip("s") if field == "font_ids" else field] = jnp.asarray(value)
+    return data
+
+
+def _stack(trees: list[Any]) -> Any:
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def train(
+    classifier: models.Classifier,
+    method: str,
+    train_data,
+    *,
+    seeds: Sequence[int] = (0,),
+    config: loop.TrainConfig = loop.TrainConfig(),
+    test_data=None,
+    context: MethodContext | None = None,
+    checkpoint_dir: str | None = None,
+    run_config: dict | None = None,
+    progress: bool = True,
+    callback: Callable[[int, dict], None] | None = None,
+) -> TrainResult:
+    """Train one model per seed with ``method`` on ``train_data`` (a :class:`data.Dataset`).
+
+    All seeds train in one compiled program under ``vmap``.  With ``checkpoint_dir``, the state is
+    saved every epoch (last 2 kept) and a restarted call resumes from the last saved epoch and ends
+    with the same parameters as an uninterrupted run; a folder written by another config is refused.
+    ``callback(epoch, metrics)`` runs after each epoch (metrics hold per-seed arrays).
+    """
+    if method not in METHODS:
+        make_builder(method, MethodContext(classifier))  # raises the error that lists the methods
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    data = device_data(train_data, classifier.input_shape)
+    if int(np.max(np.asarray(train_data.labels), initial=0)) >= classifier.num_classes or int(np.min(np.asarray(train_data.labels), initial=0)) < 0:
+        raise ValueError(f"labels must lie in [0, {classifier.num_classes - 1}] for this model")
+    n = int(data["label"].shape[0])
+    context = context or MethodContext(classifier, ranges=default_ranges(getattr(train_data, "name", None)))
+    builder = make_builder(method, context)
+    optimizer = loop.make_optimizer(config, loop.steps_per_epoch(n, config.batch_size))
+    epoch_fn = loop.compile_epoch(classifier, optimizer, builder, config.batch_size)
+
+    seed_keys = [jax.random.key(s) for s in seeds]
+    state = _stack([loop.init_state(models.init_variables(classifier, jax.random.fold_in(k, 0)), optimizer) for k in seed_keys])
+    history: list[dict] = []
+    start = 0
+    store = None
+    if checkpoint_dir is not None:
+        meta = {
+            "architecture": classifier.name,
+            "input_shape": list(classifier.input_shape),
+            "num_classes": classifier.num_classes,
+            "method": method,
+            "num_examples": n,
+            "seeds": list(seeds),
+            "train_config": dataclasses.asdict(config),
+            **(run_config or {}),
+        }
+        store = CheckpointStore(checkpoint_dir, meta)
+        if store.latest_step() is not None:
+            restored = store.restore({"state": state, "history": _history_like(len(seeds), store.latest_step())})
+            state, start = restored["state"], int(store.latest_step())
+            history = _unpack_history(restored["history"])
+            log.info("resuming %s from epoch %d", checkpoint_dir, start)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.epochs, initial=start, desc=f"{classifier.name}/{method} N={n} x{len(seeds)} seeds", unit="epoch")
+    try:
+        for epoch in range(start, config.epochs):
+            keys = jnp.stack([jax.random.fold_in(jax.random.fold_in(k, 1), epoch) for k in seed_keys])
+            state, metrics = epoch_fn(state, data, keys)
+            metrics = {k: np.asarray(v) for k, v in metrics.items()}
+            history.append(metrics)
+            if store is not None:
+                store.save(epoch + 1, {"state": state, "history": _pack_history(history)})
+            if bar is not None:
+                bar.set_postfix(loss=f"{metrics['loss'].mean():.3f}", err=f"{metrics['error'].mean():.3f}")
+                bar.update(1)
+            if callback is not None:
+                callback(epoch, metrics)
+    finally:
+        if bar is not None:
+            bar.close()
+        if store is not None:
+            store.close()
+
+    variables = state["variables"]
+    test = evaluate(classifier, variables, test_data, config.eval_batch_size) if test_data is not None else None
+    return TrainResult(classifier, seeds, variables, history, test)
+
+
+def _pack_history(history: list[dict]) -> dict:
+    return {k: jnp.stack([h[k] for h in history]) for k in ("loss", "error")}
+
+
+def _history_like(num_seeds: int, epochs: int) -> dict:
+    return {k: jnp.zeros((epochs, num_seeds), jnp.float32) for k in ("loss", "error")}
+
+
+def _unpack_history(packed: dict) -> list[dict]:
+    return [{k: np.asarray(packed[k][e]) for k in packed} for e in range(packed["loss"].shape[0])]
+
+
+def evaluate(classifier: models.Classifier, variables, dataset, batch_size: int = 500) -> dict[str, np.ndarray]:
+    """Test error and loss (eval mode) of stacked variables (leading seed axis) → arrays [seeds]."""
+    data = device_data(dataset, classifier.input_shape)
+    fn = jax.jit(jax.vmap(loop.make_eval_fn(classifier, batch_size), in_axes=(0, None, None)))
+    out = fn(variables, data["image"], data["label"])
+    return {k: np.asarray(v) for k, v in out.items()}
