@@ -1,14 +1,19 @@
-"""The idx reader: header parsing, byte order, gzip detection, and clear errors on bad files."""
+"""Fashion-MNIST and EMNIST: idx parsing, content checks, EMNIST orientation and labels, the
+missing-files message, and argument validation."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from manifold_robustness.data import idx
+from conftest import write_fashion_like
+from manifold_robustness import data
+from manifold_robustness.data import idx, idx_datasets
 
 # ---------------------------------------------------------------------------------------------
 # idx format
@@ -59,3 +64,133 @@ def test_damaged_gzip_is_a_clear_error(tmp_path):
     path.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(idx.IdxFormatError, match="gzip stream is damaged"):
         idx.read(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fashion-MNIST
+
+
+@pytest.fixture(scope="session")
+def fashion_dir(tmp_path_factory) -> Path:
+    """Full-size (60k / 10k) Fashion-MNIST idx files with synthetic content (about 1 MB gzip)."""
+    return write_fashion_like(tmp_path_factory.mktemp("fashion"), {"train": 60_000, "test": 10_000})
+
+
+def test_fashion_mnist_from_a_folder(fashion_dir, monkeypatch):
+    train = data.load("fashion_mnist", "train", source_dir=str(fashion_dir))
+    assert train.images.shape == (60_000, 28, 28, 1) and train.images.dtype == np.float32
+    assert train.labels.dtype == np.int32 and train.num_classes == 10 and len(train) == 60_000
+    assert 0.0 <= train.images.min() and train.images.max() <= 1.0
+    np.testing.assert_array_equal(train.labels[:12], np.arange(12) % 10)
+    assert train.class_names[0] == "T-shirt/top" and train.class_names[9] == "Ankle boot"
+    # Images stay in file order and uint8 is the raw bytes: image i stores i in pixels (0, 0), (0, 1).
+    monkeypatch.setenv(data.FASHION_MNIST_ENV, str(fashion_dir))
+    test = data.load("fashion_mnist", "test", dtype=np.uint8)
+    assert test.images.dtype == np.uint8 and test.images.shape == (10_000, 28, 28, 1)
+    index = test.images[:, 0, 0, 0].astype(int) + 256 * test.images[:, 0, 1, 0].astype(int)
+    np.testing.assert_array_equal(index, np.arange(10_000))
+    np.testing.assert_allclose(train.images[7, 12, 12, 0], (7 * 25 + 5) / 255, rtol=1e-6)
+    first = data.load("fashion_mnist", "test", limit=30)
+    np.testing.assert_array_equal(first.images, test.images[:30].astype(np.float32) / 255)
+    np.testing.assert_array_equal(first.labels, test.labels[:30])
+
+
+def test_fashion_mnist_content_is_checked(tmp_path):
+    short = write_fashion_like(tmp_path / "short", {"train": 100, "test": 10_000})
+    with pytest.raises(idx_datasets.DatasetContentError, match="100 examples, expected 60000"):
+        data.load("fashion_mnist", "train", source_dir=str(short))
+    skewed = write_fashion_like(tmp_path / "skewed", {"train": 60_000, "test": 10_000}, num_classes=8)
+    with pytest.raises(idx_datasets.DatasetContentError, match="class counts"):
+        data.load("fashion_mnist", "test", source_dir=str(skewed))
+
+
+@pytest.mark.skipif(not idx_datasets.DEBIAN_FASHION_MNIST.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_from_debian_package():
+    for split, n in (("train", 60_000), ("test", 10_000)):
+        ds = data.load("fashion_mnist", split, dtype=np.uint8)  # default folder: /usr/share/datasets/fashion-mnist
+        assert ds.images.shape == (n, 28, 28, 1) and ds.images.dtype == np.uint8
+        assert ds.labels.min() == 0 and ds.labels.max() == 9
+        np.testing.assert_array_equal(np.bincount(ds.labels), [n // 10] * 10)
+        assert ds.images.max() == 255 and ds.images.mean() > 50  # real clothes, not an empty file
+    assert data.load("fashion_mnist", "test", limit=5).labels.tolist() == [9, 2, 1, 1, 6]
+
+
+# ---------------------------------------------------------------------------------------------
+# EMNIST
+
+# An "L": asymmetric under transposition and mirroring, so only the upright image matches.
+UPRIGHT_L = np.zeros((28, 28), np.uint8)
+UPRIGHT_L[4:24, 6:9] = 255
+UPRIGHT_L[21:24, 6:21] = 255
+
+
+def _write_emnist(folder: Path, variant: str, labels: dict[str, np.ndarray]) -> Path:
+    """EMNIST idx files as NIST ships them: each image stored transposed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, lab in labels.items():
+        upright = np.zeros((len(lab), 28, 28), np.uint8)
+        upright[:] = UPRIGHT_L
+        upright[:, 0, 0] = np.arange(len(lab))
+        idx.write(folder / f"emnist-{variant}-{split}-images-idx3-ubyte.gz", upright.transpose(0, 2, 1))
+        idx.write(folder / f"emnist-{variant}-{split}-labels-idx1-ubyte.gz", np.asarray(lab, np.uint8))
+    return folder
+
+
+def test_emnist_images_come_out_upright(tmp_path, monkeypatch):
+    folder = _write_emnist(tmp_path, "digits", {"train": np.arange(6) % 10, "test": np.array([3, 1, 4, 1])})
+    monkeypatch.setitem(
+        idx_datasets.SPECS, "emnist", dataclasses.replace(idx_datasets.EMNIST_DIGITS, sizes={"train": 6, "test": 4})
+    )
+    monkeypatch.setenv(data.EMNIST_ENV, str(folder))
+    ds = data.load("emnist", "train", dtype=np.uint8)
+    assert ds.images.shape == (6, 28, 28, 1) and ds.num_classes == 10
+    np.testing.assert_array_equal(ds.images[0, 1:, :, 0], UPRIGHT_L[1:])
+    glyph = ds.images[3, :, :, 0]
+    assert glyph[23, 20] == 255 and glyph[4, 20] == 0  # the foot points right, at the bottom
+    assert ds.images[3, 0, 0, 0] == 3  # and rows keep their order
+    assert data.load("emnist", "test").labels.tolist() == [3, 1, 4, 1]
+
+
+def test_emnist_digits_size_is_checked(tmp_path):
+    folder = _write_emnist(tmp_path, "digits", {"train": np.arange(6) % 10, "test": np.arange(4)})
+    with pytest.raises(idx_datasets.DatasetContentError, match="expected 240000"):
+        data.load("emnist", "train", source_dir=str(folder))
+
+
+def test_emnist_letters_labels_are_shifted_to_start_at_zero(tmp_path):
+    folder = _write_emnist(tmp_path, "letters", {"train": np.array([1, 2, 26, 13]), "test": np.array([26])})
+    ds = data.load("emnist_letters", "train", source_dir=str(folder))
+    assert ds.labels.tolist() == [0, 1, 25, 12] and ds.num_classes == 26
+    assert [ds.class_names[k] for k in ds.labels] == ["a", "b", "z", "m"]
+    bad = _write_emnist(tmp_path / "bad", "letters", {"train": np.array([0, 1]), "test": np.array([1])})
+    with pytest.raises(idx_datasets.DatasetContentError, match="labels span 0..1, expected 1..26"):
+        data.load("emnist_letters", "train", source_dir=str(bad))
+
+
+# ---------------------------------------------------------------------------------------------
+# Missing files, names, splits
+
+
+def test_missing_files_error_says_what_goes_where(tmp_path):
+    folder = _write_emnist(tmp_path / "emnist", "digits", {"train": np.arange(6) % 10})  # no test files
+    with pytest.raises(FileNotFoundError) as info:
+        data.load("emnist", "train", source_dir=str(folder))
+    msg = str(info.value)
+    assert isinstance(info.value, data.MissingDatasetFilesError)
+    assert "emnist-digits-test-images-idx3-ubyte.gz" in msg and "emnist-digits-test-labels-idx1-ubyte.gz" in msg
+    assert "emnist-digits-train-images" not in msg  # present files are not listed
+    assert str(folder) in msg and "MANIFOLD_ROBUSTNESS_EMNIST" in msg and "tfds.load('emnist/digits')" in msg
+
+    with pytest.raises(FileNotFoundError, match="t10k-labels-idx1-ubyte.gz(.|\n)*MANIFOLD_ROBUSTNESS_FASHION_MNIST"):
+        data.load("fashion_mnist", "test", source_dir=str(tmp_path))
+
+
+def test_names_splits_and_arguments_are_validated(small_fashion):
+    with pytest.raises(ValueError, match="known datasets: fonts, fashion_mnist, emnist, emnist_letters"):
+        data.load("mnist", "train")
+    with pytest.raises(ValueError, match="fashion_mnist has splits 'train' and 'test'; got 'validation'"):
+        data.load("fashion_mnist", "validation", source_dir=str(small_fashion))
+    with pytest.raises(ValueError, match="has no config"):
+        data.load("fashion_mnist", "train", config=data.FontsConfig(), source_dir=str(small_fashion))
+    with pytest.raises(ValueError, match="larger than the fashion_mnist test split, which has 10"):
+        data.load("fashion_mnist", "test", limit=11, source_dir=str(small_fashion))
