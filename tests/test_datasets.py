@@ -1,5 +1,5 @@
-"""Fashion-MNIST and EMNIST: idx parsing, content checks, EMNIST orientation and labels, the
-missing-files message, and argument validation."""
+"""Fashion-MNIST, EMNIST and CelebA: idx parsing, content checks, EMNIST orientation and labels,
+CelebA conversion, splits and cache, and the missing-files message."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from conftest import write_fashion_like
 from manifold_robustness import data
-from manifold_robustness.data import idx, idx_datasets
+from manifold_robustness.data import celeba, idx, idx_datasets
 
 # ---------------------------------------------------------------------------------------------
 # idx format
@@ -181,16 +181,146 @@ def test_missing_files_error_says_what_goes_where(tmp_path):
     assert "emnist-digits-train-images" not in msg  # present files are not listed
     assert str(folder) in msg and "MANIFOLD_ROBUSTNESS_EMNIST" in msg and "tfds.load('emnist/digits')" in msg
 
+    with pytest.raises(FileNotFoundError) as info:
+        data.load("celeba", "test", source_dir=str(tmp_path / "nowhere"))
+    msg = str(info.value)
+    for expected in ("img_align_celeba/", "list_attr_celeba.txt", "list_eval_partition.txt", str(tmp_path / "nowhere"),
+                     "MANIFOLD_ROBUSTNESS_CELEBA", "tfds.load('celeb_a')", "does not exist"):
+        assert expected in msg
+
     with pytest.raises(FileNotFoundError, match="t10k-labels-idx1-ubyte.gz(.|\n)*MANIFOLD_ROBUSTNESS_FASHION_MNIST"):
         data.load("fashion_mnist", "test", source_dir=str(tmp_path))
 
 
 def test_names_splits_and_arguments_are_validated(small_fashion):
-    with pytest.raises(ValueError, match="known datasets: fonts, fashion_mnist, emnist, emnist_letters"):
+    with pytest.raises(ValueError, match="known datasets: fonts, fashion_mnist, emnist, emnist_letters, celeba"):
         data.load("mnist", "train")
     with pytest.raises(ValueError, match="fashion_mnist has splits 'train' and 'test'; got 'validation'"):
         data.load("fashion_mnist", "validation", source_dir=str(small_fashion))
-    with pytest.raises(ValueError, match="has no config"):
-        data.load("fashion_mnist", "train", config=data.FontsConfig(), source_dir=str(small_fashion))
     with pytest.raises(ValueError, match="larger than the fashion_mnist test split, which has 10"):
         data.load("fashion_mnist", "test", limit=11, source_dir=str(small_fashion))
+    with pytest.raises(ValueError, match="must be a CelebAConfig"):
+        data.load("celeba", "train", config=data.FontsConfig())
+    with pytest.raises(ValueError, match="has no config"):
+        data.load("fashion_mnist", "train", config=data.CelebAConfig(), source_dir=str(small_fashion))
+    with pytest.raises(ValueError, match="official"):
+        data.CelebAConfig(split="random")
+
+
+# ---------------------------------------------------------------------------------------------
+# CelebA
+
+ATTRIBUTES = (
+    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
+    "Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup "
+    "High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose "
+    "Receding_Hairline Rosy_Cheeks Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat "
+    "Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young"
+).split()
+PARTITION = [0, 0, 2, 0, 0, 1, 0, 0, 2, 0, 0, 0, 1, 0, 2, 0, 0, 2, 0, 1]  # 16 train + val, 4 test
+MALE = [1 if i % 3 == 0 else -1 for i in range(len(PARTITION))]
+
+
+def _grey(i: int) -> int:
+    return 10 + 12 * i
+
+
+def _attribute_text(names: list[str], rows: list[tuple[str, list[int]]]) -> str:
+    """list_attr_celeba.txt's layout: count, names, then '000001.jpg -1  1 ...' (values 2 wide)."""
+    lines = [str(len(rows)), " ".join(names) + " "]
+    lines += [f"{name} " + " ".join(f"{v:2d}" for v in values) for name, values in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _write_celeba(folder: Path) -> Path:
+    """20 aligned 178×218 JPEGs: white 8-pixel frame (cropped away), a grey square encoding the
+    index with a red upper-left quarter, and the two annotation files."""
+    from PIL import Image
+
+    images = folder / "img_align_celeba"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, part in enumerate(PARTITION):
+        img = np.zeros((218, 178, 3), np.uint8)
+        img[:8], img[-8:], img[:, :8], img[:, -8:] = 255, 255, 255, 255
+        img[60:160, 40:140] = _grey(i)
+        img[60:110, 40:90] = (255, 0, 0)
+        name = f"{i + 1:06d}.jpg"
+        Image.fromarray(img).save(images / name, quality=95)
+        values = [int(v) for v in rng.choice([-1, 1], size=len(ATTRIBUTES))]
+        values[ATTRIBUTES.index("Male")] = MALE[i]
+        rows.append((name, values))
+    (folder / "list_attr_celeba.txt").write_text(_attribute_text(ATTRIBUTES, rows))
+    (folder / "list_eval_partition.txt").write_text("".join(f"{n} {p}\n" for (n, _), p in zip(rows, PARTITION)))
+    return folder
+
+
+@pytest.fixture()
+def celeba_dir(tmp_path) -> Path:
+    return _write_celeba(tmp_path / "celeba")
+
+
+def test_celeba_is_resized_cropped_and_labelled_male(celeba_dir, tmp_path):
+    train = data.load("celeba", "train", source_dir=str(celeba_dir), data_dir=str(tmp_path / "cache"))
+    test = data.load("celeba", "test", source_dir=str(celeba_dir), data_dir=str(tmp_path / "cache"), dtype=np.uint8)
+    assert train.images.shape == (16, 56, 48, 3) and train.images.dtype == np.float32
+    assert test.images.shape == (4, 56, 48, 3) and test.images.dtype == np.uint8
+    assert train.num_classes == 2 and train.class_names == ("female", "male")
+    test_rows = [i for i, p in enumerate(PARTITION) if p == 2]
+    assert test.labels.tolist() == [int(MALE[i] > 0) for i in test_rows]
+    assert train.labels.tolist() == [int(MALE[i] > 0) for i, p in enumerate(PARTITION) if p != 2]
+    img = test.images.astype(int)
+    # The white frame is cropped away, the red quarter is upper left, the grey square encodes the row.
+    assert img[:, 0].max() < 40 and img[:, -1].max() < 40 and img[:, :, 0].max() < 40 and img[:, :, -1].max() < 40
+    np.testing.assert_allclose(img[:, 21, 17], [[255, 0, 0]] * 4, atol=12)
+    np.testing.assert_allclose(img[:, 36, 32, 1], [_grey(i) for i in test_rows], atol=6)
+    assert 0.0 <= train.images.min() and train.images.max() <= 1.0
+
+
+def test_celeba_first90_split_and_limit(celeba_dir, tmp_path):
+    kw = dict(source_dir=str(celeba_dir), data_dir=str(tmp_path / "cache"), dtype=np.uint8)
+    cfg = data.CelebAConfig(split="first90")
+    train, test = (data.load("celeba", s, config=cfg, **kw) for s in ("train", "test"))
+    assert (len(train), len(test)) == (18, 2)
+    np.testing.assert_allclose(test.images[:, 36, 32, 1].astype(int), [_grey(18), _grey(19)], atol=6)
+    first = data.load("celeba", "train", limit=3, **kw)
+    assert first.labels.tolist() == [1, 0, 1]  # official train rows 0, 1, 3
+    smiling = data.load("celeba", "train", config=data.CelebAConfig(attribute="Smiling"), **kw)
+    assert smiling.class_names == ("not Smiling", "Smiling")
+    with pytest.raises(ValueError, match="unknown CelebA attribute 'Beard'"):
+        data.load("celeba", "train", config=data.CelebAConfig(attribute="Beard"), **kw)
+
+
+def test_male_is_found_by_name_not_position():
+    names = ["Young", "Male", "Smiling"]
+    text = _attribute_text(names, [("000001.jpg", [1, -1, 1]), ("000002.jpg", [-1, 1, -1])])
+    parsed_names, files, values = celeba.parse_attributes(text)
+    assert parsed_names == names and files == ["000001.jpg", "000002.jpg"]
+    assert values[:, parsed_names.index("Male")].tolist() == [0, 1] and values.dtype == np.uint8
+    with pytest.raises(ValueError, match="announces 3 images but 2 follow"):
+        celeba.parse_attributes(text.replace("2\n", "3\n", 1))
+    with pytest.raises(ValueError, match="must be -1 or 1"):
+        celeba.parse_attributes(text.replace(" 1 -1  1", " 1  0  1", 1))
+
+
+def test_celeba_cache_is_reused_and_keyed_by_the_files(celeba_dir, tmp_path, monkeypatch, capsys):
+    kw = dict(source_dir=str(celeba_dir), data_dir=str(tmp_path / "cache"), dtype=np.uint8)
+    first = data.load("celeba", "test", progress=True, **kw)
+    assert "convert CelebA" in capsys.readouterr().err  # the tqdm bar
+    entries = list((tmp_path / "cache" / "celeba").iterdir())
+    assert len(entries) == 1 and (entries[0] / "meta.json").exists()
+    monkeypatch.setattr(celeba, "_convert_images", lambda *a, **k: pytest.fail("converted again instead of reading the cache"))
+    again = data.load("celeba", "test", **kw)
+    np.testing.assert_array_equal(again.images, first.images)
+    # Changed annotations change the fingerprint, hence the cache entry.
+    before = celeba.fingerprint(celeba_dir)
+    (celeba_dir / "list_eval_partition.txt").write_text((celeba_dir / "list_eval_partition.txt").read_text().replace("jpg 2", "jpg 1", 1))
+    assert celeba.fingerprint(celeba_dir)["partition_crc32"] != before["partition_crc32"]
+
+
+def test_celeba_missing_images_are_listed(celeba_dir, tmp_path):
+    (celeba_dir / "img_align_celeba" / "000007.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match=r"img_align_celeba/000007\.jpg"):
+        data.load("celeba", "train", source_dir=str(celeba_dir), data_dir=str(tmp_path / "cache"))
+    assert not list((tmp_path / "cache").glob("celeba/*/meta.json"))  # nothing half-built is left

@@ -6,11 +6,12 @@
 >>> data.load("fashion_mnist", "test").images.shape   # (10000, 28, 28, 1)
 
 Datasets (:data:`DATASETS`): ``fonts`` (rendered here, see :mod:`.fonts`), ``fashion_mnist``,
-``emnist`` (the paper's EMNIST: the *digits* split) and ``emnist_letters`` (:mod:`.idx_datasets`).
-Fashion-MNIST and EMNIST are read from their original files in a source folder: the
-``source_dir`` argument, else the environment variable ``MANIFOLD_ROBUSTNESS_FASHION_MNIST`` /
-``MANIFOLD_ROBUSTNESS_EMNIST``, else a default (Fashion-MNIST: Debian's
-/usr/share/datasets/fashion-mnist; EMNIST: ``<data dir>/emnist``).
+``emnist`` (the paper's EMNIST: the *digits* split), ``emnist_letters`` (:mod:`.idx_datasets`)
+and ``celeba`` (:mod:`.celeba`).  Fashion-MNIST, EMNIST and CelebA are read from their original
+files in a source folder: the ``source_dir`` argument, else the environment variable
+``MANIFOLD_ROBUSTNESS_FASHION_MNIST`` / ``MANIFOLD_ROBUSTNESS_EMNIST`` /
+``MANIFOLD_ROBUSTNESS_CELEBA``, else a default (Fashion-MNIST: Debian's
+/usr/share/datasets/fashion-mnist; EMNIST and CelebA: ``<data dir>/emnist``, ``<data dir>/celeba``).
 Nothing is downloaded: missing files raise a FileNotFoundError that says what to put where.
 
 FONTS also returns its manifold coordinates (``font_ids``, ``theta``); :func:`fonts_prototypes`
@@ -24,19 +25,21 @@ import dataclasses
 import numpy as np
 
 from manifold_robustness.data.cache import DATA_DIR_ENV, data_dir
+from manifold_robustness.data.celeba import CELEBA_ENV, CelebAConfig
 from manifold_robustness.data.fontfaces import LETTERS
 from manifold_robustness.data.fonts import FontsConfig, FontsData
 from manifold_robustness.data.idx_datasets import EMNIST_ENV, FASHION_MNIST_ENV
 from manifold_robustness.data.sources import MissingDatasetFilesError
+from manifold_robustness.data import celeba as _celeba
 from manifold_robustness.data import fonts as _fonts
 from manifold_robustness.data import idx_datasets as _idx_datasets
 
 __all__ = [
-    "Dataset", "DATASETS", "load", "fonts_prototypes", "FontsConfig", "FontsData",
-    "MissingDatasetFilesError", "DATA_DIR_ENV", "FASHION_MNIST_ENV", "EMNIST_ENV", "data_dir",
+    "Dataset", "DATASETS", "load", "fonts_prototypes", "FontsConfig", "FontsData", "CelebAConfig",
+    "MissingDatasetFilesError", "DATA_DIR_ENV", "FASHION_MNIST_ENV", "EMNIST_ENV", "CELEBA_ENV", "data_dir",
 ]
 
-DATASETS = ("fonts", "fashion_mnist", "emnist", "emnist_letters")
+DATASETS = ("fonts", "fashion_mnist", "emnist", "emnist_letters", "celeba")
 SPLITS = ("train", "test")
 
 
@@ -87,20 +90,22 @@ def load(
     split: str,
     limit: int | None = None,
     *,
-    config: FontsConfig | None = None,
+    config: FontsConfig | CelebAConfig | None = None,
     source_dir: str | None = None,
     data_dir: str | None = None,
     dtype=np.float32,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Dataset:
     """Load ``split`` ("train" | "test") of dataset ``name``; ``limit=N`` keeps the first N
     examples (the paper's training subsets; class-balanced on FONTS for multiples of 10).
 
     images: float32[N, H, W, C] in [0, 1], or uint8 with ``dtype=np.uint8`` (the hot path keeps
-    uint8 on device): 28×28×1.  labels: int32[N].  ``config``: a :class:`FontsConfig` for FONTS.
-    ``source_dir``: the folder with the original files (Fashion-MNIST, EMNIST).  ``data_dir``:
-    the cache (default ``$MANIFOLD_ROBUSTNESS_DATA``).  FONTS is rendered once, then read from
-    the cache; ``progress`` shows a bar while rendering.
+    uint8 on device): 28×28×1 for FONTS, Fashion-MNIST and EMNIST, 56×48×3 for CelebA.
+    labels: int32[N].  ``config``: a :class:`FontsConfig` for FONTS or a :class:`CelebAConfig`
+    for CelebA.  ``source_dir``: the folder with the original files (Fashion-MNIST, EMNIST,
+    CelebA).  ``data_dir``: the cache (default ``$MANIFOLD_ROBUSTNESS_DATA``).  FONTS is rendered
+    and CelebA converted once, then read from the cache; ``progress`` shows a bar while doing so
+    (default: only for the CelebA conversion).
     """
     if not isinstance(name, str) or name.lower() not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
@@ -109,7 +114,7 @@ def load(
         raise ValueError(f"{name} has splits 'train' and 'test'; got {split!r}")
     if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.uint8)):
         raise ValueError(f"dtype must be float32 or uint8; got {np.dtype(dtype)}")
-    wanted = {"fonts": FontsConfig}.get(name)
+    wanted = {"fonts": FontsConfig, "celeba": CelebAConfig}.get(name)
     if config is not None and (wanted is None or not isinstance(config, wanted)):
         expected = f"a {wanted.__name__} or None" if wanted else "None (it has no config)"
         raise ValueError(f"config for {name!r} must be {expected}; got {type(config).__name__}")
@@ -117,6 +122,8 @@ def load(
         if source_dir is not None:
             raise ValueError("FONTS is rendered from installed fonts and has no source_dir; use FontsConfig(font_dirs=...)")
         return _load_fonts(split, limit, config or FontsConfig(), data_dir, dtype, bool(progress))
+    if name == "celeba":
+        return _load_celeba(split, limit, config or CelebAConfig(), source_dir, data_dir, dtype, progress is not False)
     spec = _idx_datasets.SPECS[name]
     images, labels = _idx_datasets.load_split(spec, split, source_dir=source_dir, data_dir=data_dir)
     rows = _take(np.arange(labels.shape[0]), limit, name, split)
@@ -142,6 +149,20 @@ def _load_fonts(split, limit, config, data_dir, dtype, progress) -> Dataset:
         font_ids=((rows // _fonts.NUM_CLASSES) % fonts.num_fonts).astype(np.int32),
         theta=np.asarray(fonts.theta[rows]),
         class_names=tuple(LETTERS),
+    )
+
+
+def _load_celeba(split, limit, config, source_dir, data_dir, dtype, progress) -> Dataset:
+    built = _celeba.build(source_dir=source_dir, data_dir=data_dir, progress=progress)
+    labels = built.labels(config.attribute)  # validates the attribute name before any copying
+    rows = _take(built.split_rows(split, config.split), limit, "celeba", split)
+    return Dataset(
+        name="celeba",
+        split=split,
+        images=_as_dtype(_gather(built.images, rows), dtype),
+        labels=labels[rows],
+        num_classes=2,
+        class_names=_celeba.class_names(config.attribute),
     )
 
 
