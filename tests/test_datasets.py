@@ -1,5 +1,5 @@
 """Fashion-MNIST, EMNIST and CelebA: idx parsing, content checks, EMNIST orientation and labels,
-CelebA conversion, splits and cache, and the missing-files message."""
+CelebA conversion, splits and cache, the missing-files message, and the tfds adapter."""
 
 from __future__ import annotations
 
@@ -324,3 +324,34 @@ def test_celeba_missing_images_are_listed(celeba_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"img_align_celeba/000007\.jpg"):
         data.load("celeba", "train", source_dir=str(celeba_dir), data_dir=str(tmp_path / "cache"))
     assert not list((tmp_path / "cache").glob("celeba/*/meta.json"))  # nothing half-built is left
+
+
+# ---------------------------------------------------------------------------------------------
+# tensorflow-datasets consumers of these names
+
+
+def test_from_tfds_adapts_mocked_emnist_digits(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    # tfds.load would need TensorFlow; tfds.data_source is mocked without it.
+    with tfds.testing.mock_data(num_examples=6):
+        raw = tfds.data_source("emnist/digits", split="train", data_dir=str(tmp_path))
+        ds = data.from_tfds("emnist", "train", tfds_data_dir=str(tmp_path))
+        assert ds.images.shape == (6, 28, 28, 1) and ds.images.dtype == np.float32 and ds.num_classes == 10
+        for i in range(6):
+            ex = raw[i]
+            np.testing.assert_array_equal(ds.images[i] * 255, ex["image"].transpose(1, 0, 2).astype(np.float32))
+            assert ds.labels[i] == ex["label"]
+        assert len(data.from_tfds("emnist", "test", limit=4, tfds_data_dir=str(tmp_path), dtype=np.uint8)) == 4
+        with pytest.raises(ValueError, match="larger than the emnist train split, which has 6"):
+            data.from_tfds("emnist", "train", limit=7, tfds_data_dir=str(tmp_path))
+
+
+def test_from_tfds_adapts_mocked_celeb_a(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=3):
+        raw = tfds.data_source("celeb_a", split="test", data_dir=str(tmp_path))
+        ds = data.from_tfds("celeba", "test", tfds_data_dir=str(tmp_path), dtype=np.uint8)
+        assert ds.images.shape == (3, 56, 48, 3) and ds.labels.tolist() == [int(raw[i]["attributes"]["Male"]) for i in range(3)]
+        np.testing.assert_array_equal(ds.images[1], celeba.resize_and_crop(raw[1]["image"]))
+    with pytest.raises(ValueError, match="split='official'"):
+        data.from_tfds("celeba", "train", config=data.CelebAConfig(split="first90"))

@@ -35,7 +35,7 @@ from manifold_robustness.data import fonts as _fonts
 from manifold_robustness.data import idx_datasets as _idx_datasets
 
 __all__ = [
-    "Dataset", "DATASETS", "load", "fonts_prototypes", "FontsConfig", "FontsData", "CelebAConfig",
+    "Dataset", "DATASETS", "load", "from_tfds", "fonts_prototypes", "FontsConfig", "FontsData", "CelebAConfig",
     "MissingDatasetFilesError", "DATA_DIR_ENV", "FASHION_MNIST_ENV", "EMNIST_ENV", "CELEBA_ENV", "data_dir",
 ]
 
@@ -164,6 +164,14 @@ def _load_celeba(split, limit, config, source_dir, data_dir, dtype, progress) ->
         num_classes=2,
         class_names=_celeba.class_names(config.attribute),
     )
+
+
+def from_tfds(name: str, split: str, limit: int | None = None, **kwargs) -> Dataset:
+    """The same :class:`Dataset` read from a prepared tensorflow-datasets dataset (no TensorFlow);
+    see :func:`manifold_robustness.data.tfds_adapter.from_tfds`.  Imports tensorflow-datasets."""
+    from manifold_robustness.data import tfds_adapter
+
+    return tfds_adapter.from_tfds(name, split, limit, **kwargs)
 
 
 def fonts_prototypes(config: FontsConfig | None = None, data_dir: str | None = None) -> np.ndarray:

@@ -53,7 +53,8 @@ HOW_TO_GET = (
     f"(img_align_celeba.zip, 202,599 JPEGs; unzip it so that {IMAGE_DIR}/000001.jpg exists) and, from the annotations, "
     f"{ATTR_FILE} and {PARTITION_FILE}. On a machine with internet, tensorflow-datasets can fetch the same files: "
     "tfds.load('celeb_a') keeps them under ~/tensorflow_datasets/downloads/ with hashed names (unzip the image "
-    "archive here and give the two text files the names above)."
+    "archive here and give the two text files the names above); once tfds has prepared celeb_a, "
+    "manifold_robustness.data.from_tfds('celeba', split) can also read it directly."
 )
 
 

@@ -78,7 +78,8 @@ def _emnist_how_to_get(tfds_name: str) -> str:
     return (
         f"On a machine with internet, tensorflow-datasets can fetch them: tfds.load('{tfds_name}') downloads "
         "EMNIST's gzip.zip and extracts it under ~/tensorflow_datasets/downloads/extracted/; the gzip/ folder "
-        "inside holds these files (preparing the tfds dataset itself needs TensorFlow)."
+        "inside holds these files (preparing the tfds dataset itself needs TensorFlow). Once tfds has prepared "
+        f"it, manifold_robustness.data.from_tfds(...) can also read the prepared dataset directly."
     )
 
 
