@@ -355,3 +355,10 @@ def test_from_tfds_adapts_mocked_celeb_a(tmp_path):
         np.testing.assert_array_equal(ds.images[1], celeba.resize_and_crop(raw[1]["image"]))
     with pytest.raises(ValueError, match="split='official'"):
         data.from_tfds("celeba", "train", config=data.CelebAConfig(split="first90"))
+
+
+def test_from_tfds_never_downloads_and_says_how_to_prepare(tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    with pytest.raises(FileNotFoundError, match=r"tfds.builder\('emnist/digits'\).download_and_prepare\(file_format='array_record'\)"):
+        data.from_tfds("emnist", "train", tfds_data_dir=str(tmp_path / "tfds"))
+    assert not (tmp_path / "tfds").exists()  # nothing was fetched or written
