@@ -1,14 +1,22 @@
-"""Shared fixtures: synthetic font files (fontTools) and small FONTS builds in temporary folders."""
+"""Shared fixtures: synthetic font files (fontTools), small FONTS builds and idx dataset folders in temporary folders."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # Keep tests off the user's real cache.
 os.environ.setdefault("MANIFOLD_ROBUSTNESS_DATA", str(Path(__file__).parent / ".." / ".pytest_data"))
+
+
+@pytest.fixture(autouse=True)
+def _no_user_dataset_folders(monkeypatch):
+    """Tests choose their dataset source folders themselves; the user's settings must not leak in."""
+    for var in ("MANIFOLD_ROBUSTNESS_FASHION_MNIST", "MANIFOLD_ROBUSTNESS_EMNIST", "MANIFOLD_ROBUSTNESS_CELEBA"):
+        monkeypatch.delenv(var, raising=False)
 
 
 def make_font(path: Path, family: str, glyphs: str = "distinct", symbol_cmap: bool = False, variant: int = 0) -> Path:
@@ -82,3 +90,33 @@ def small_fonts():
     from manifold_robustness import data
 
     return data.FontsConfig(num_fonts=100, repetitions=12, test_repetitions=2)
+
+
+def write_fashion_like(folder: Path, sizes: dict[str, int], num_classes: int = 10) -> Path:
+    """Write Fashion-MNIST's four gzip idx files into ``folder``: labels i % num_classes (balanced
+    when sizes are multiples of num_classes); image i carries i in pixels (0, 0), (0, 1) and its
+    label as the grey level of a central square."""
+    from manifold_robustness.data import idx
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        n = sizes[split]
+        labels = (np.arange(n) % num_classes).astype(np.uint8)
+        images = np.zeros((n, 28, 28), np.uint8)
+        images[:, 0, 0], images[:, 0, 1] = np.arange(n) % 256, np.arange(n) // 256
+        images[:, 10:18, 10:18] = (labels * 25 + 5)[:, None, None]
+        idx.write(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        idx.write(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return folder
+
+
+@pytest.fixture()
+def small_fashion(tmp_path, monkeypatch) -> Path:
+    """A 20/10-example Fashion-MNIST folder, with the expected split sizes patched to match."""
+    import dataclasses
+
+    from manifold_robustness.data import idx_datasets
+
+    sizes = {"train": 20, "test": 10}
+    monkeypatch.setitem(idx_datasets.SPECS, "fashion_mnist", dataclasses.replace(idx_datasets.FASHION_MNIST, sizes=sizes))
+    return write_fashion_like(tmp_path / "fashion", sizes)
