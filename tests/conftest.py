@@ -120,3 +120,24 @@ def small_fashion(tmp_path, monkeypatch) -> Path:
     sizes = {"train": 20, "test": 10}
     monkeypatch.setitem(idx_datasets.SPECS, "fashion_mnist", dataclasses.replace(idx_datasets.FASHION_MNIST, sizes=sizes))
     return write_fashion_like(tmp_path / "fashion", sizes)
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(small_fonts):
+    """A CNN trained 6 epochs on 5000 small-FONTS images (~25-30 % test error) and 200 test
+    examples as an attack batch with the FONTS context."""
+    import jax
+    import jax.numpy as jnp
+
+    from manifold_robustness import data, models, training
+
+    train = data.load("fonts", "train", limit=5000, config=small_fonts, dtype=np.uint8)
+    test = data.load("fonts", "test", limit=200, config=small_fonts)
+    clf, _ = models.create("cnn", (28, 28, 1), 10, jax.random.key(0))
+    result = training.train(clf, "normal", train, config=training.TrainConfig(epochs=6), progress=False)
+    batch = {
+        "image": jnp.asarray(test.images), "label": jnp.asarray(test.labels),
+        "theta": jnp.asarray(test.theta), "font_id": jnp.asarray(test.font_ids),
+    }
+    context = {"prototypes": jnp.asarray(data.fonts_prototypes(small_fonts))}
+    return clf, result.variables_for(0), batch, context

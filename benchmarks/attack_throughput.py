@@ -1,0 +1,162 @@
+"""The paper's evaluation attack, JAX engine vs an idiomatic PyTorch implementation, same weights.
+
+PGD-Adam (lr 0.005), L∞ ε = 0.3, 40 iterations, 5 restarts, eval mode (batch norm with running
+statistics, first success kept), on the paper's CNN, for 1000 test images in batches of
+100 / 1000 / 5000 (a batch counts images × restarts).  Early exit is off on both sides, so both run
+every iteration (the figure is a throughput, not "time to break a weak model").  Prints
+images × restarts per second, compile time apart, the ratio to PyTorch, and on a GPU the fraction
+of the device's FLOP peak (the CNN's forward + input-gradient FLOPs counted analytically).
+
+Target (attack-engine issue, 2 CPU cores): >= 1.5x PyTorch's images/s, compile < 10 s.
+
+    .venv/bin/python benchmarks/attack_throughput.py [--images 1000] [--batches 100,1000,5000] [--no-torch]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+EPS, LR, ITERS, RESTARTS = 0.3, 0.005, 40, 5
+# Multiply-accumulates of the paper CNN's forward pass on 28x28x1 (conv 16/32/64, fc 100, fc 10).
+CNN_MACS = 14 * 14 * 16 * 16 + 7 * 7 * 32 * 256 + 3 * 3 * 64 * 512 + 576 * 100 + 100 * 10
+PEAK_TFLOPS = {"H100": 67.0, "H200": 67.0, "A100": 19.5}  # fp32 (non-tensor-core) datasheet leads
+
+
+def jax_attack(clf, variables, images, labels, batch_size):
+    from manifold_robustness import attacks
+
+    atk = attacks.make("linf", eps=EPS, lr=LR, iterations=ITERS, restarts=RESTARTS, early_exit=False)
+    fn = jax.jit(lambda v, b, k: atk(clf.logits_fn(v), b, k).success)
+    first = {"image": jnp.asarray(images[:batch_size]), "label": jnp.asarray(labels[:batch_size])}
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(variables, first, jax.random.key(0)))
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rates = []
+    for i in range(0, len(labels), batch_size):
+        b = {"image": jnp.asarray(images[i : i + batch_size]), "label": jnp.asarray(labels[i : i + batch_size])}
+        rates.append(fn(variables, b, jax.random.key(i)))
+    jax.block_until_ready(rates)
+    run_s = time.perf_counter() - t0
+    return len(labels) * RESTARTS / run_s, compile_s - run_s * batch_size / len(labels), float(jnp.mean(jnp.concatenate(rates, 1)))
+
+
+def torch_model(variables):
+    """The same CNN in PyTorch (NCHW), with the JAX weights copied in."""
+    import torch
+    from torch import nn
+
+    p, s = variables["params"], variables["batch_stats"]
+    layers = []
+    for i, (cin, cout) in enumerate(((1, 16), (16, 32), (32, 64))):
+        conv = nn.Conv2d(cin, cout, 4, 2, 1)
+        conv.weight.data = torch.from_numpy(np.asarray(p["convs"][i]["kernel"]).transpose(3, 2, 0, 1).copy())
+        conv.bias.data = torch.from_numpy(np.asarray(p["convs"][i]["bias"]).copy())
+        bn = nn.BatchNorm2d(cout, eps=1e-5)
+        bn.weight.data = torch.from_numpy(np.asarray(p["norms"][i]["scale"]).copy())
+        bn.bias.data = torch.from_numpy(np.asarray(p["norms"][i]["bias"]).copy())
+        bn.running_mean.data = torch.from_numpy(np.asarray(s["norms"][i]["mean"]).copy())
+        bn.running_var.data = torch.from_numpy(np.asarray(s["norms"][i]["var"]).copy())
+        layers += [conv, bn, nn.ReLU()]
+
+    class Flatten(nn.Module):  # NCHW → the NHWC flattening order of the JAX model
+        def forward(self, x):
+            return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
+
+    fc1, fc2 = nn.Linear(576, 100), nn.Linear(100, 10)
+    for fc, q in ((fc1, p["fc1"]), (fc2, p["fc2"])):
+        fc.weight.data = torch.from_numpy(np.asarray(q["kernel"]).T.copy())
+        fc.bias.data = torch.from_numpy(np.asarray(q["bias"]).copy())
+    return nn.Sequential(*layers, Flatten(), fc1, fc2).eval()
+
+
+def torch_attack(model, images, labels, batch_size):
+    """Idiomatic PyTorch with the same semantics: δ as a leaf tensor, torch.optim.Adam, clamp
+    projection, per-example freeze at the first success, restarts stacked into the batch."""
+    import torch
+
+    torch.manual_seed(0)
+    total = 0.0
+    succ = []
+    for i in range(0, len(labels), batch_size):
+        x0 = torch.from_numpy(np.asarray(images[i : i + batch_size]).transpose(0, 3, 1, 2)).repeat(RESTARTS, 1, 1, 1)
+        y = torch.from_numpy(np.asarray(labels[i : i + batch_size]).astype(np.int64)).repeat(RESTARTS)
+        t0 = time.perf_counter()
+        d = torch.randn_like(x0)
+        d = d / d.flatten(1).abs().amax(1).view(-1, 1, 1, 1) * torch.rand(len(y), 1, 1, 1) * EPS
+        delta = torch.clamp(x0 + d, 0, 1) - x0
+        delta.requires_grad_(True)
+        opt = torch.optim.Adam([delta], lr=LR)
+        done = torch.zeros(len(y), dtype=torch.bool)
+        frozen = delta.detach().clone()
+        for _ in range(ITERS):
+            logits = model(x0 + delta)
+            wrong = logits.argmax(1) != y
+            newly = wrong & ~done
+            frozen[newly] = delta.detach()[newly]
+            done |= wrong
+            loss = -torch.nn.functional.cross_entropy(logits, y, reduction="sum")
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                delta.data = torch.clamp(torch.clamp(delta.data, -EPS, EPS) + x0, 0, 1) - x0
+                delta.data[done] = frozen[done]
+        with torch.no_grad():
+            succ.append((model(x0 + delta).argmax(1) != y).float().mean().item())
+        total += time.perf_counter() - t0
+    return len(labels) * RESTARTS / total, float(np.mean(succ))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--batches", default="100,1000,5000")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch side (e.g. where torch is missing)")
+    args = parser.parse_args()
+
+    from manifold_robustness import models
+
+    dev = jax.devices()[0]
+    rng = np.random.default_rng(0)
+    clf, variables = models.create("cnn", (28, 28, 1), 10, jax.random.key(0))
+    # give batch norm non-trivial running statistics, as after training
+    _, stats = clf.apply(variables, jnp.asarray(rng.uniform(size=(256, 28, 28, 1)), jnp.float32), train=True)
+    variables = {"params": variables["params"], "batch_stats": stats}
+    images = rng.uniform(size=(max(args.images, 5000), 28, 28, 1)).astype(np.float32)
+    labels = rng.integers(0, 10, size=len(images)).astype(np.int32)
+    model = None
+    if not args.no_torch:
+        try:
+            import torch
+
+            torch.set_num_threads(max(1, len(jax.devices("cpu")) and __import__("os").cpu_count()))
+            model = torch_model(variables)
+            with torch.no_grad():
+                ref = model(torch.from_numpy(images[:8].transpose(0, 3, 1, 2))).numpy()
+            np.testing.assert_allclose(ref, np.asarray(clf.logits_fn(variables)(jnp.asarray(images[:8]))), atol=1e-3)
+        except ImportError:
+            print("torch is not installed (pip install -e '.[bench]'): JAX figures only")
+    print(f"device: {dev.device_kind} ({dev.platform}); {ITERS} iterations x {RESTARTS} restarts, eps {EPS}, no early exit")
+    print(f"{'batch':>6} {'images':>7} {'JAX img*R/s':>12} {'compile s':>10} {'PyTorch img*R/s':>16} {'ratio':>6}")
+    for bs in (int(b) for b in args.batches.split(",")):
+        n = max(args.images, bs)
+        jx, compile_s, _ = jax_attack(clf, variables, images[:n], labels[:n], bs)
+        line = f"{bs:>6} {n:>7} {jx:>12.0f} {compile_s:>10.1f}"
+        if model is not None and dev.platform == "cpu":
+            pt, _ = torch_attack(model, images[:n], labels[:n], bs)
+            line += f" {pt:>16.0f} {jx / pt:>6.2f}"
+        if dev.platform == "gpu":
+            flops = jx * (ITERS + 1) * 2 * CNN_MACS * 2  # forward + input gradient ≈ 2 forwards
+            peak = next((v for k, v in PEAK_TFLOPS.items() if k in dev.device_kind), None)
+            line += f"   {flops / 1e12:.2f} TFLOP/s" + (f" = {100 * flops / (peak * 1e12):.1f}% of fp32 peak" if peak else "")
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

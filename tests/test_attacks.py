@@ -1,0 +1,239 @@
+"""The attack engine: constraint invariants, semantics of both modes, restarts, determinism,
+jit/vmap, recompilation, real success rates on a trained CNN, and validation."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from manifold_robustness import attacks, transforms
+from manifold_robustness.attacks import engine, objectives, spaces
+
+# ------------------------------------------------------------------ a tiny model for fast tests
+
+
+def _linear_model(seed=0, classes=10, shape=(8, 8, 1)):
+    w = jax.random.normal(jax.random.key(seed), (int(np.prod(shape)), classes)) * 0.5
+    return lambda x: x.reshape(x.shape[0], -1) @ w
+
+
+def _batch(n=16, shape=(8, 8, 1), seed=1, classes=10):
+    x = jax.random.uniform(jax.random.key(seed), (n, *shape))
+    return {"image": x, "label": jnp.arange(n, dtype=jnp.int32) % classes}
+
+
+# ------------------------------------------------------------------ projection invariants
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    eps=st.floats(0.0, 1.0),
+    norm=st.sampled_from(["linf", "l2"]),
+    scale=st.floats(0.01, 5.0),
+    seed=st.integers(0, 2**16),
+)
+def test_projection_keeps_ball_and_box(eps, norm, scale, seed):
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    v0 = jax.random.uniform(k1, (4, 5, 5, 1))
+    v = v0 + scale * jax.random.normal(k2, v0.shape)
+    out = engine.project(v, v0, jnp.full((4,), eps), 0.0, 1.0, norm, rounds=20)
+    d = (out - v0).reshape(4, -1)
+    size = jnp.abs(d).max(1) if norm == "linf" else jnp.sqrt((d**2).sum(1))
+    assert bool(jnp.all(size <= eps + 1e-5))
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
+@settings(max_examples=10, deadline=None)
+@given(eps=st.floats(0.0, 0.5), seed=st.integers(0, 1000), mode=st.sampled_from(["eval", "train"]))
+def test_attack_outputs_respect_constraints(eps, seed, mode):
+    f = _linear_model(seed)
+    res = attacks.make("linf", eps=eps, iterations=5, restarts=2, mode=mode)(f, _batch(seed=seed), jax.random.key(seed))
+    assert float(res.linf.max()) <= eps + 1e-6
+    assert float(res.x.min()) >= 0.0 and float(res.x.max()) <= 1.0
+
+
+def test_latent_and_theta_stay_in_their_boxes(trained_cnn):
+    clf, v, batch, ctx = trained_cnn
+    res = attacks.make("on_true_manifold", iterations=10, restarts=2, mode="train")(clf.logits_fn(v), batch, jax.random.key(0), ctx)
+    low, high = transforms.FONTS_RANGES["hard"].arrays()
+    assert bool(jnp.all(res.v >= low - 1e-6)) and bool(jnp.all(res.v <= high + 1e-6))
+    assert float(jnp.abs(res.v - batch["theta"][None]).max()) <= 0.3 + 1e-6
+    # a toy linear decoder for the learned-manifold row: z stays in [-2, 2]^d and within η
+    dec_w = jax.random.normal(jax.random.key(5), (4, 64))
+    decode = lambda ctx_, z, y: jax.nn.sigmoid(z @ ctx_["w"]).reshape(-1, 8, 8, 1)  # noqa: E731
+    atk = attacks.make("on_learned_manifold", decode_fn=decode, iterations=8, restarts=2)
+    z0 = jnp.clip(jax.random.normal(jax.random.key(6), (16, 4)) * 2, -2, 2)
+    res = atk(_linear_model(), {"latent": z0, "label": jnp.arange(16) % 10}, jax.random.key(1), {"w": dec_w})
+    assert float(jnp.abs(res.v).max()) <= 2.0 + 1e-6
+    assert float(jnp.abs(res.v - z0[None]).max()) <= 0.3 + 1e-6
+
+
+# ------------------------------------------------------------------ semantics
+
+
+def test_zero_budget_never_succeeds():
+    f, batch = _linear_model(), _batch()
+    correct = attacks.correct(f, batch["image"], batch["label"])
+    assert int(correct.sum()) > 0
+    res = attacks.make("linf", eps=0.0, iterations=10)(f, batch, jax.random.key(0))
+    assert float(attacks.success_rate(res.success, correct)) == 0.0
+    assert float(res.linf.max()) == 0.0
+
+
+def test_eval_mode_first_success_is_misclassified_and_frozen():
+    f, batch = _linear_model(), _batch(n=32)
+    res = attacks.make("linf", eps=0.1, iterations=20, restarts=3)(f, batch, jax.random.key(2))
+    pred = jnp.argmax(jax.vmap(f)(res.x), -1)
+    assert bool(jnp.all((pred != batch["label"][None]) == res.success))
+    assert bool(jnp.all((res.first_success >= 0) == res.success))
+    # freezing at the first success makes early exit a pure speed-up: same result without it
+    full = attacks.make("linf", eps=0.1, iterations=20, restarts=3, early_exit=False)(f, batch, jax.random.key(2))
+    np.testing.assert_allclose(full.x, res.x, atol=1e-6)
+    np.testing.assert_array_equal(full.first_success, res.first_success)
+
+
+def test_train_mode_loss_at_least_eval_mode():
+    f, batch = _linear_model(3), _batch(n=32, seed=4)
+    kw = dict(eps=0.05, iterations=15, restarts=2)
+    ev = attacks.make("linf", mode="eval", **kw)(f, batch, jax.random.key(3))
+    tr = attacks.make("linf", mode="train", **kw)(f, batch, jax.random.key(3))
+    assert bool(jnp.all(tr.loss >= ev.loss - 1e-5))
+    assert float(tr.loss.mean()) > float(ev.loss.mean())
+
+
+def test_more_restarts_never_lower_worst_case_rate():
+    f, batch = _linear_model(2), _batch(n=64, seed=3)
+    correct = attacks.correct(f, batch["image"], batch["label"])
+    rates = []
+    for r in (1, 2, 4):
+        res = attacks.make("linf", eps=0.012, iterations=3, restarts=r)(f, batch, jax.random.key(7))
+        rates.append(float(attacks.worst_case_success_rate(res.success, correct)))
+        assert float(attacks.success_rate(res.success, correct)) <= rates[-1] + 1e-7
+    assert rates == sorted(rates) and 0 < rates[0] < 1 and rates[-1] > rates[0]
+
+
+def test_same_key_same_result_and_jit_equals_no_jit():
+    f, batch = _linear_model(), _batch()
+    atk = attacks.make("linf", eps=0.1, iterations=6, restarts=2)
+    a = atk(f, batch, jax.random.key(9))
+    b = atk(f, batch, jax.random.key(9))
+    c = jax.jit(lambda bt, k: atk(f, bt, k))(batch, jax.random.key(9))
+    for x, y, z in zip(a, b, c):
+        np.testing.assert_array_equal(x, y)
+        np.testing.assert_allclose(x, z, atol=1e-5)
+    d = atk(f, batch, jax.random.key(10))
+    assert not np.allclose(a.x, d.x)
+
+
+def test_vmap_over_eps_equals_loop():
+    f, batch = _linear_model(), _batch()
+    epsilons = jnp.array([0.0, 0.05, 0.2])
+
+    def at(eps):
+        return attacks.make("linf", eps=eps, iterations=5, restarts=2)(f, batch, jax.random.key(1))
+
+    vm = jax.vmap(at)(epsilons)
+    for i, e in enumerate(epsilons):
+        single = at(float(e))
+        np.testing.assert_allclose(vm.x[i], single.x, atol=1e-5)
+        np.testing.assert_array_equal(vm.success[i], single.success)
+    # ε per example: example 0 gets no budget, the rest 0.2
+    per = attacks.make("linf", eps=jnp.where(jnp.arange(16) == 0, 0.0, 0.2), iterations=5)(f, batch, jax.random.key(1))
+    assert float(per.linf[:, 0].max()) == 0.0 and float(per.linf[:, 1:].max()) > 0.1
+
+
+def test_no_recompilation_for_equal_shapes():
+    f = _linear_model()
+    atk = attacks.make("linf", iterations=4, restarts=2)
+    chex.clear_trace_counter()
+    fn = jax.jit(chex.assert_max_traces(lambda bt, k: atk(f, bt, k), n=1))
+    for s in range(3):
+        fn(_batch(seed=s), jax.random.key(s))
+
+
+def test_nonfinite_gradients_are_masked_per_example():
+    base = _linear_model()
+
+    def f(x):  # example 0's logits depend on sqrt at 0 → infinite gradient there
+        logits = base(x)
+        bad = jnp.sqrt(jnp.maximum(x[0].sum() * 0.0, 0.0))
+        return logits.at[0].add(bad)
+
+    batch = _batch()
+    res = attacks.make("linf", eps=0.1, iterations=5, restarts=1, early_exit=False, init="zero")(f, batch, jax.random.key(0))
+    assert int(res.nonfinite[0, 0]) > 0 and int(res.nonfinite[0, 1:].sum()) == 0
+    assert bool(jnp.all(jnp.isfinite(res.x)))
+    clean = attacks.make("linf", eps=0.1, iterations=5, restarts=1, early_exit=False, init="zero")(base, batch, jax.random.key(0))
+    np.testing.assert_allclose(res.x[0, 1:], clean.x[0, 1:], atol=1e-6)  # the others are untouched
+
+
+def test_sign_gradient_and_cw_and_random_baselines():
+    f, batch = _linear_model(), _batch()
+    correct = attacks.correct(f, batch["image"], batch["label"])
+    sign = attacks.make("linf", optimizer="sign", step_size=0.02, iterations=10)(f, batch, jax.random.key(0))
+    assert float(attacks.success_rate(sign.success, correct)) > 0.5 and float(sign.linf.max()) <= 0.3 + 1e-6
+    cw = attacks.make("cw_l2")(f, batch, jax.random.key(0))
+    assert float(attacks.success_rate(cw.success, correct)) > 0.5
+    assert float(cw.x.min()) >= 0.0 and float(cw.x.max()) <= 1.0
+    rnd = attacks.make("random_image", eps=0.05)(f, batch, jax.random.key(0))
+    assert float(rnd.linf.max()) <= 0.05 + 1e-6
+    assert int((rnd.first_success > 0).sum()) == 0  # no optimisation: success can only be at iteration 0
+    m = objectives.margin(jnp.array([[-3.0, -1.0, -2.0]]), jnp.array([1]))
+    np.testing.assert_allclose(m, [1.0])  # true logit masked by -inf, not zeroed
+
+
+def test_transfer_rate_counts_only_examples_both_models_get_right():
+    success = jnp.array([[True, True, False, True]])
+    rate = attacks.transfer_success_rate(success, jnp.array([True, True, True, False]), jnp.array([True, False, True, True]))
+    assert float(rate) == 0.5
+
+
+# ------------------------------------------------------------------ real attacks on a trained CNN
+
+
+def test_regular_attack_breaks_trained_cnn_on_manifold_attack_less(trained_cnn):
+    clf, v, batch, ctx = trained_cnn
+    f = clf.logits_fn(v)
+    correct = attacks.correct(f, batch["image"], batch["label"])
+    linf = attacks.make("linf")(f, batch, jax.random.key(0))
+    rate_linf = float(attacks.success_rate(linf.success, correct))
+    on = attacks.make("on_true_manifold")
+    on_res = on(f, batch, jax.random.key(0), ctx)
+    on_correct = attacks.correct(f, on.clean(batch, ctx), batch["label"])
+    rate_on = float(attacks.success_rate(on_res.success, on_correct))
+    assert rate_linf > 0.9
+    assert 0.02 < rate_on < rate_linf - 0.1
+    # on-manifold examples change the image in image space by rendering, regular ones by ≤ ε per pixel
+    assert float(linf.linf.max()) <= 0.3 + 1e-6
+    ok = on_res.success & on_correct[None]
+    assert float(jnp.where(ok, on_res.linf, 0).max()) > 0.3
+
+
+# ------------------------------------------------------------------ validation
+
+
+def test_bad_inputs_raise():
+    f, batch = _linear_model(), _batch()
+    with pytest.raises(ValueError, match="eps must be >= 0"):
+        attacks.make("linf", eps=-0.1)(f, batch, jax.random.key(0))
+    with pytest.raises(ValueError, match=r"scalar or have shape \[16\]"):
+        attacks.make("linf", eps=jnp.ones(3))(f, batch, jax.random.key(0))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 9\]"):
+        attacks.make("linf")(f, {**batch, "label": batch["label"] + 5}, jax.random.key(0))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        attacks.make("linf")(f, {**batch, "image": batch["image"] + 1.0}, jax.random.key(0))
+    with pytest.raises(ValueError, match="without NaN"):
+        attacks.make("linf")(f, {**batch, "image": batch["image"].at[0, 0, 0, 0].set(jnp.nan)}, jax.random.key(0))
+    with pytest.raises(ValueError, match="(?s)known attacks:.*on_true_manifold"):
+        attacks.make("fgsm")
+    with pytest.raises(ValueError, match="decode_fn"):
+        attacks.make("on_learned_manifold")
+    with pytest.raises(ValueError, match="mode must be"):
+        attacks.make("linf", mode="fast")
+    # per-space helpers
+    assert spaces.image_space().name == "image"
