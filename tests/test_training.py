@@ -115,7 +115,7 @@ def test_augment_builder_composition():
     images = jax.random.uniform(jax.random.key(0), (10, 28, 28, 1))
     mask = jnp.array([True] * 8 + [False] * 2)
     batch = {"image": images, "label": jnp.arange(10), "mask": mask}
-    inputs, labels, weights = build(None, batch, jax.random.key(1))
+    inputs, labels, weights = build(None, batch, jax.random.key(1), None)
     np.testing.assert_array_equal(inputs[:5], images[:5])  # clean half untouched
     assert not np.allclose(inputs[5:], images[5:])
     np.testing.assert_array_equal(labels, np.arange(10))

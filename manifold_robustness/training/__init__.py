@@ -5,6 +5,7 @@ and evaluation functions in :mod:`.loop`; methods are batch builders registered 
 :mod:`.methods`.
 """
 
+from manifold_robustness.training import adversarial as _adversarial  # noqa: F401 - registers the methods
 from manifold_robustness.training.checkpoints import CheckpointStore, IncompatibleCheckpointError
 from manifold_robustness.training.loop import TrainConfig, make_optimizer
 from manifold_robustness.training.methods import METHODS, MethodContext, make_builder

@@ -80,21 +80,21 @@ def epoch_batches(key: jax.Array, num_examples: int, batch_size: int) -> tuple[j
 
 
 def make_epoch_fn(classifier, optimizer: optax.GradientTransformation, builder: Builder, batch_size: int) -> Callable:
-    """``epoch(state, data, key) -> (state, metrics)`` for one seed; pure, to be jit/vmap-ed.
+    """``epoch(state, data, key, arrays) -> (state, metrics)`` for one seed; pure, to be jit/vmap-ed.
 
     state: {"variables": {"params", "batch_stats"}, "opt_state"}; data: dict of arrays with a
     leading example axis (``image`` uint8 or float32 NHWC, ``label`` int32, extras); metrics: mean
     loss and error over the epoch's batches (as the optimiser saw them).
     """
 
-    def epoch(state, data, key):
+    def epoch(state, data, key, arrays=None):
         def step(carry, xs):
             variables, opt_state = carry
             rows, mask, step_key = xs
             batch = {k: v[rows] for k, v in data.items()}
             batch["image"] = _as_float(batch["image"])
             batch["mask"] = mask
-            inputs, labels, weights = builder(variables, batch, step_key)
+            inputs, labels, weights = builder(variables, batch, step_key, arrays)
 
             def loss_fn(params):
                 logits, stats = classifier.apply(
@@ -151,7 +151,7 @@ class RetraceError(RuntimeError):
 
 
 def compile_epoch(classifier, optimizer, builder, batch_size: int, max_traces: int = 1) -> Callable:
-    """The jitted, seed-vmapped epoch: ``(stacked_state, data, keys[S]) -> (state, metrics[S])``.
+    """The jitted, seed-vmapped epoch: ``(stacked_state, data, keys[S], arrays) -> (state, metrics[S])``.
 
     Buffers of the state are donated.  A per-instance trace counter turns an accidental
     recompilation between epochs into an error instead of a silent slowdown (``chex``'s counter
@@ -160,11 +160,11 @@ def compile_epoch(classifier, optimizer, builder, batch_size: int, max_traces: i
     epoch = make_epoch_fn(classifier, optimizer, builder, batch_size)
     traces = 0
 
-    def seeds_epoch(state, data, keys):
+    def seeds_epoch(state, data, keys, arrays=None):
         nonlocal traces
         traces += 1
         if traces > max_traces:
             raise RetraceError(f"the training epoch was traced {traces} times; shapes or dtypes changed between epochs")
-        return jax.vmap(epoch, in_axes=(0, None, 0))(state, data, keys)
+        return jax.vmap(epoch, in_axes=(0, None, 0, None))(state, data, keys, arrays)
 
     return jax.jit(seeds_epoch, donate_argnums=0)

@@ -1,11 +1,13 @@
 """Training methods as pure batch builders (DESIGN principle 4).
 
-A method is ``builder(variables, batch, key) -> (inputs, labels, weights)``: given the current
-model variables, a batch dict (``image`` float32[B, H, W, C] in [0, 1], ``label`` int32[B],
+A method is ``builder(variables, batch, key, arrays) -> (inputs, labels, weights)``: given the
+current model variables, a batch dict (``image`` float32[B, H, W, C] in [0, 1], ``label`` int32[B],
 ``mask`` bool[B] marking real rows, plus dataset extras such as FONTS ``font_id``/``theta``) and a
 key, it returns what the optimiser sees.  ``weights`` float32[B'] sums to 1 and weights each row's
 cross-entropy, which expresses both the padding mask and the paper's mixtures (50 % clean + 50 %
-adversarial; 50/25/25 for combined training, loss = mean of the parts' losses).
+adversarial; 50/25/25 for combined training, loss = mean of the parts' losses).  ``arrays`` is
+the context's pytree of large constant arrays (FONTS prototypes, decoder parameters), passed to the
+compiled epoch as an argument rather than baked into it.
 
 Methods are made by factories registered in :data:`METHODS` under the names the CLI and configs
 use; each factory takes a :class:`MethodContext` with what the method may need.  The adversarial
@@ -23,20 +25,26 @@ import jax.numpy as jnp
 from manifold_robustness import transforms
 
 Batch = dict[str, jax.Array]
-Builder = Callable[[Any, Batch, jax.Array], tuple[jax.Array, jax.Array, jax.Array]]
+Builder = Callable[[Any, Batch, jax.Array, Any], tuple[jax.Array, jax.Array, jax.Array]]
 
 
 @dataclasses.dataclass(frozen=True)
 class MethodContext:
-    """What a method may use: the classifier and the dataset's transformation ranges (FONTS: its own
+    """What a method may use: the classifier; the dataset's transformation ranges (FONTS: its own
     θ ranges; EMNIST / F-MNIST / CelebA: translation ±0.15, shear ±0.2, scale [0.85, 1.15],
-    rotation ±π/10), the perturbation budget ``eta`` of transformation methods (paper: 0.3), and
-    ``extras`` (prototypes, decoders, attack settings) for the methods that need them."""
+    rotation ±π/10); the budget ``eta`` of transformation / on-manifold perturbations and ``eps``
+    of image-space ones (paper: 0.3 each); ``attack`` overrides for the inner attacks (e.g.
+    ``{"iterations": 10}``); ``decode_fn(arrays["decoder"], z, labels)`` for learned-manifold
+    methods; and ``arrays``, a pytree of large constants (``prototypes``, ``decoder`` parameters)
+    handed to the compiled epoch at run time."""
 
     classifier: Any
     ranges: transforms.TransformRanges = transforms.AFFINE_ATTACK_RANGES
     eta: float = 0.3
-    extras: dict = dataclasses.field(default_factory=dict)
+    eps: float = 0.3
+    attack: dict = dataclasses.field(default_factory=dict)
+    decode_fn: Any = None
+    arrays: Any = None
 
 
 class Method(NamedTuple):
@@ -87,8 +95,8 @@ def halves(batch: Batch) -> tuple[Batch, Batch]:
 def normal(context: MethodContext) -> Builder:
     del context
 
-    def build(variables, batch, key):
-        del variables, key
+    def build(variables, batch, key, arrays):
+        del variables, key, arrays
         return batch["image"], batch["label"], mask_weights(batch["mask"])
 
     return build
@@ -110,8 +118,8 @@ def random_transform_theta(key: jax.Array, n: int, ranges: transforms.TransformR
 
 @register("augment", "50% clean + 50% randomly affine-transformed (uniform, ‖t‖∞ ≤ η around the identity)")
 def augment(context: MethodContext) -> Builder:
-    def build(variables, batch, key):
-        del variables
+    def build(variables, batch, key, arrays):
+        del variables, arrays
         clean, other = halves(batch)
         theta = random_transform_theta(key, other["label"].shape[0], context.ranges, context.eta)
         warped = transforms.affine_transform(other["image"], theta)

@@ -47,8 +47,9 @@ def default_ranges(dataset_name: str | None) -> transforms.TransformRanges:
     return transforms.FONTS_RANGES["hard"] if dataset_name == "fonts" else transforms.AFFINE_ATTACK_RANGES
 
 
-def device_data(dataset, input_shape: Sequence[int]) -> dict[str, jax.Array]:
-    """Move a dataset's arrays to the device once (uint8 images stay uint8), validating them."""
+def device_data(dataset, input_shape: Sequence[int], extra_arrays: dict | None = None) -> dict[str, jax.Array]:
+    """Move a dataset's arrays to the device once (uint8 images stay uint8), validating them.
+    ``extra_arrays`` adds per-example arrays (e.g. ``latent``: the VAE-GAN codes of the images)."""
     images = np.asarray(dataset.images)
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(input_shape):
         raise ValueError(f"images must be [N, {', '.join(map(str, input_shape))}] for this model; got {images.shape}")
@@ -65,6 +66,10 @@ def device_data(dataset, input_shape: Sequence[int]) -> dict[str, jax.Array]:
         value = getattr(dataset, field, None)
         if value is not None:
             data[field.rstrip("s") if field == "font_ids" else field] = jnp.asarray(value)
+    for name, value in (extra_arrays or {}).items():
+        if np.shape(value)[:1] != (images.shape[0],):
+            raise ValueError(f"extra array {name!r} must have one row per example ({images.shape[0]}); got {np.shape(value)}")
+        data[name] = jnp.asarray(value)
     return data
 
 
@@ -85,6 +90,7 @@ def train(
     run_config: dict | None = None,
     progress: bool = True,
     callback: Callable[[int, dict], None] | None = None,
+    extra_arrays: dict | None = None,
 ) -> TrainResult:
     """Train one model per seed with ``method`` on ``train_data`` (a :class:`data.Dataset`).
 
@@ -92,13 +98,15 @@ def train(
     saved every epoch (last 2 kept) and a restarted call resumes from the last saved epoch and ends
     with the same parameters as an uninterrupted run; a folder written by another config is refused.
     ``callback(epoch, metrics)`` runs after each epoch (metrics hold per-seed arrays).
+    ``context`` carries what a method needs (transformation ranges, FONTS prototypes, a decoder);
+    ``extra_arrays`` are per-example arrays that travel with each batch (e.g. ``latent`` codes).
     """
     if method not in METHODS:
         make_builder(method, MethodContext(classifier))  # raises the error that lists the methods
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
         raise ValueError("seeds must name at least one seed")
-    data = device_data(train_data, classifier.input_shape)
+    data = device_data(train_data, classifier.input_shape, extra_arrays)
     if int(np.max(np.asarray(train_data.labels), initial=0)) >= classifier.num_classes or int(np.min(np.asarray(train_data.labels), initial=0)) < 0:
         raise ValueError(f"labels must lie in [0, {classifier.num_classes - 1}] for this model")
     n = int(data["label"].shape[0])
@@ -138,7 +146,7 @@ def train(
     try:
         for epoch in range(start, config.epochs):
             keys = jnp.stack([jax.random.fold_in(jax.random.fold_in(k, 1), epoch) for k in seed_keys])
-            state, metrics = epoch_fn(state, data, keys)
+            state, metrics = epoch_fn(state, data, keys, context.arrays)
             metrics = {k: np.asarray(v) for k, v in metrics.items()}
             history.append(metrics)
             if store is not None:

@@ -1,0 +1,158 @@
+"""The adversarial training family: robustness effects, batch composition, every method under
+vmapped seeds, resume, and clear errors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from manifold_robustness import attacks, data, models, training, transforms
+from manifold_robustness.training import METHODS, MethodContext, make_builder
+
+FONTS_RANGES = transforms.FONTS_RANGES["hard"]
+
+
+def _clf(arch="cnn"):
+    return models.create(arch, (28, 28, 1), 10, jax.random.key(0))[0]
+
+
+def _toy_decoder(latent_dim=4):
+    """Class-specific linear decoders z -> sigmoid(z W_y): any decode_fn works with the methods."""
+    w = jax.random.normal(jax.random.key(11), (10, latent_dim, 28 * 28)) * 0.5
+    decode = lambda params, z, y: jax.nn.sigmoid(jnp.einsum("bd,bdp->bp", z, params["w"][y])).reshape(-1, 28, 28, 1)  # noqa: E731
+    return decode, {"w": w}
+
+
+def _context(clf, small_fonts=None, iterations=3, **kw):
+    arrays = {}
+    if small_fonts is not None:
+        arrays["prototypes"] = jnp.asarray(data.fonts_prototypes(small_fonts))
+    decode, params = _toy_decoder()
+    arrays["decoder"] = params
+    return MethodContext(clf, ranges=FONTS_RANGES, attack={"iterations": iterations}, decode_fn=decode, arrays=arrays, **kw)
+
+
+@pytest.fixture(scope="module")
+def trained(small_fonts):
+    """normal, regular_at and on_true_manifold_at trained the same way on 2000 small-FONTS images."""
+    train = data.load("fonts", "train", limit=2000, config=small_fonts, dtype=np.uint8)
+    clf = _clf()
+    ctx = _context(clf, small_fonts, iterations=10)
+    out = {}
+    for method in ("normal", "regular_at", "on_true_manifold_at"):
+        r = training.train(clf, method, train, config=training.TrainConfig(epochs=3), context=ctx, progress=False)
+        out[method] = clf.logits_fn(r.variables_for(0))
+    test = data.load("fonts", "test", limit=200, config=small_fonts)
+    batch = {"image": jnp.asarray(test.images), "label": jnp.asarray(test.labels),
+             "theta": jnp.asarray(test.theta), "font_id": jnp.asarray(test.font_ids)}
+    return out, batch, {"prototypes": ctx.arrays["prototypes"]}
+
+
+def _rate(attack_name, logits_fn, batch, ctx):
+    atk = attacks.make(attack_name, iterations=20, restarts=1)
+    res = atk(logits_fn, batch, jax.random.key(1), ctx)
+    return float(attacks.success_rate(res.success, attacks.correct(logits_fn, atk.clean(batch, ctx), batch["label"])))
+
+
+@pytest.mark.slow
+def test_regular_at_lowers_regular_success(trained):
+    models_, batch, ctx = trained
+    assert _rate("linf", models_["regular_at"], batch, ctx) < _rate("linf", models_["normal"], batch, ctx) - 0.1
+
+
+@pytest.mark.slow
+def test_on_true_manifold_at_lowers_on_manifold_success(trained):
+    models_, batch, ctx = trained
+    on_normal = _rate("on_true_manifold", models_["normal"], batch, ctx)
+    assert _rate("on_true_manifold", models_["on_true_manifold_at"], batch, ctx) < on_normal - 0.05
+
+
+def _fake_batch(small_fonts, n=100):
+    test = data.load("fonts", "test", limit=n, config=small_fonts)
+    return {
+        "image": jnp.asarray(test.images), "label": jnp.asarray(test.labels), "mask": jnp.ones(n, bool),
+        "theta": jnp.asarray(test.theta), "font_id": jnp.asarray(test.font_ids),
+        "latent": jax.random.uniform(jax.random.key(3), (n, 4), minval=-2, maxval=2),
+    }
+
+
+@pytest.mark.parametrize("method, second", [("combined_true", "on_true_manifold"), ("combined_transformation", "transformation")])
+def test_combined_batch_composition(small_fonts, method, second):
+    clf, variables = models.create("cnn", (28, 28, 1), 10, jax.random.key(0))
+    ctx = _context(clf, small_fonts)
+    batch = _fake_batch(small_fonts)
+    inputs, labels, weights = make_builder(method, ctx)(variables, batch, jax.random.key(0), ctx.arrays)
+    assert inputs.shape == (100, 28, 28, 1)
+    np.testing.assert_array_equal(inputs[:50], batch["image"][:50])  # 50 clean
+    np.testing.assert_array_equal(labels, batch["label"])
+    np.testing.assert_allclose(weights, [1 / 150] * 50 + [1 / 75] * 50, rtol=1e-6)  # mean of three means
+    reg = inputs[50:75] - batch["image"][50:75]
+    assert 0 < float(jnp.abs(reg).max()) <= 0.3 + 1e-6  # 25 regular: inside the ε-ball
+    man = inputs[75:]
+    assert float(jnp.abs(man - batch["image"][75:]).max()) > 0.3  # 25 on-manifold: moved beyond any ε-ball pixelwise
+    assert float(man.min()) >= 0.0 and float(man.max()) <= 1.0
+
+
+def test_half_methods_weights_and_full_variant(small_fonts):
+    clf, variables = models.create("cnn", (28, 28, 1), 10, jax.random.key(0))
+    ctx = _context(clf, small_fonts)
+    batch = _fake_batch(small_fonts)
+    batch["mask"] = batch["mask"].at[-10:].set(False)  # a padded last batch
+    _, _, w = make_builder("regular_at", ctx)(variables, batch, jax.random.key(0), ctx.arrays)
+    np.testing.assert_allclose(w, [1 / 100] * 50 + [1 / 80] * 40 + [0] * 10, rtol=1e-6)
+    inputs, _, w_full = make_builder("regular_at_full", ctx)(variables, batch, jax.random.key(0), ctx.arrays)
+    assert float(jnp.abs(inputs - batch["image"]).max()) > 0 and float(w_full.sum()) == pytest.approx(1.0)
+    learned, _, _ = make_builder("on_learned_manifold_at", ctx)(variables, batch, jax.random.key(0), ctx.arrays)
+    decode, params = ctx.decode_fn, ctx.arrays["decoder"]
+    recon = decode(params, batch["latent"][50:], batch["label"][50:])
+    assert 0 < float(jnp.abs(learned[50:] - recon).max())  # decoded, perturbed latents
+
+
+ADVERSARIAL_METHODS = sorted(set(METHODS) - {"normal", "augment"})
+
+
+@pytest.mark.parametrize("method", ADVERSARIAL_METHODS)
+def test_every_method_trains_an_epoch_with_vmapped_seeds(small_fonts, method):
+    clf = _clf("mlp")  # the structure under test is the method, not the network: the MLP compiles fastest
+    train = data.load("fonts", "train", limit=200, config=small_fonts, dtype=np.uint8)
+    latents = jax.random.uniform(jax.random.key(4), (200, 4), minval=-2, maxval=2)
+    result = training.train(clf, method, train, seeds=[0, 1], config=training.TrainConfig(epochs=1),
+                            context=_context(clf, small_fonts, iterations=2), extra_arrays={"latent": latents}, progress=False)
+    assert result.history[0]["loss"].shape == (2,) and np.all(np.isfinite(result.history[0]["loss"]))
+
+
+@pytest.mark.parametrize("method", ["regular_at", "combined_learned"])
+def test_adversarial_training_resumes(small_fonts, tmp_path, method):
+    clf = _clf("mlp")
+    train = data.load("fonts", "train", limit=200, config=small_fonts, dtype=np.uint8)
+    kw = dict(seeds=[0, 1], config=training.TrainConfig(epochs=2), context=_context(clf, small_fonts, iterations=2),
+              extra_arrays={"latent": jax.random.uniform(jax.random.key(4), (200, 4), minval=-2, maxval=2)}, progress=False)
+    full = training.train(clf, method, train, checkpoint_dir=tmp_path / "a", **kw)
+
+    def kill(epoch, metrics):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        training.train(clf, method, train, checkpoint_dir=tmp_path / "b", callback=kill, **kw)
+    resumed = training.train(clf, method, train, checkpoint_dir=tmp_path / "b", **kw)
+    probe = data.load("fonts", "test", limit=50, config=small_fonts).images
+    for s in range(2):
+        a = clf.logits_fn(full.variables_for(s))(probe)
+        b = clf.logits_fn(resumed.variables_for(s))(probe)
+        np.testing.assert_allclose(a, b, atol=1e-4 * float(jnp.abs(a).max()))
+
+
+def test_bad_inputs(small_fonts):
+    clf = _clf()
+    train = data.load("fonts", "train", limit=100, config=small_fonts, dtype=np.uint8)
+    with pytest.raises(ValueError, match="train the class-specific VAE-GANs first"):
+        training.train(clf, "on_learned_manifold_at", train, context=MethodContext(clf), progress=False)
+    with pytest.raises(ValueError, match="only FONTS has a known manifold"):
+        training.train(clf, "on_true_manifold_at", train, context=MethodContext(clf), progress=False)
+    with pytest.raises(ValueError, match="scalar budget"):
+        make_builder("regular_at", MethodContext(clf, eps=jnp.ones(3)))
+    with pytest.raises(ValueError, match=">= 0"):
+        make_builder("adversarial_transformation", MethodContext(clf, eta=-0.1))
+    assert all(METHODS[m].description for m in METHODS)
