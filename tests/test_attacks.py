@@ -187,6 +187,17 @@ def test_sign_gradient_and_cw_and_random_baselines():
     np.testing.assert_allclose(m, [1.0])  # true logit masked by -inf, not zeroed
 
 
+def test_transfer_from_one_model_to_another():
+    source, target, batch = _linear_model(0), _linear_model(1), _batch(n=32)
+    res = attacks.make("linf", eps=0.2, iterations=10, restarts=2)(source, batch, jax.random.key(0))
+    on_target = attacks.transfer(res.x, target, batch["label"])
+    assert on_target.shape == (2, 32)
+    assert bool(jnp.all(attacks.transfer(res.x, source, batch["label"]) == res.success))  # same model: same outcome
+    both = attacks.correct(source, batch["image"], batch["label"]) & attacks.correct(target, batch["image"], batch["label"])
+    rate = attacks.transfer_success_rate(on_target, *(attacks.correct(m, batch["image"], batch["label"]) for m in (source, target)))
+    np.testing.assert_allclose(rate, attacks.success_rate(on_target, both))
+
+
 def test_transfer_rate_counts_only_examples_both_models_get_right():
     success = jnp.array([[True, True, False, True]])
     rate = attacks.transfer_success_rate(success, jnp.array([True, True, True, False]), jnp.array([True, False, True, True]))

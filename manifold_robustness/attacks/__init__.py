@@ -9,6 +9,7 @@ from manifold_robustness.attacks.metrics import (
     correct,
     mean_norm_of_successes,
     success_rate,
+    transfer,
     transfer_success_rate,
     worst_case_success_rate,
 )
@@ -16,5 +17,5 @@ from manifold_robustness.attacks.metrics import (
 __all__ = [
     "ATTACKS", "Attack", "check_inputs", "make", "make_optimizer", "AttackConfig", "AttackResult", "Space",
     "project", "run", "sign_gradient", "correct", "mean_norm_of_successes", "success_rate",
-    "transfer_success_rate", "worst_case_success_rate",
+    "transfer", "transfer_success_rate", "worst_case_success_rate",
 ]

@@ -35,3 +35,9 @@ def transfer_success_rate(success_on_target: jax.Array, correct_source: jax.Arra
     """Black-box transfer: examples crafted on a source model and evaluated on the target; only
     examples both models classify correctly count (paper §5.3)."""
     return success_rate(success_on_target, correct_source & correct_target)
+
+
+def transfer(x_adv: jax.Array, target_logits_fn, labels: jax.Array) -> jax.Array:
+    """bool[R, B]: do adversarial images crafted on a source model (x_adv: float[R, B, H, W, C])
+    fool a *target* model?  Combine with :func:`transfer_success_rate`."""
+    return jnp.argmax(jax.vmap(target_logits_fn)(x_adv), axis=-1) != labels[None]
