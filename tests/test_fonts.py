@@ -171,3 +171,16 @@ def test_cli_build_info_samples(small_config, tmp_path, capsys):
     assert cli.main(["data", "samples", *args, "--rows", "2", "--out", str(png)]) == 0
     assert png.stat().st_size > 1000
     assert cli.main(["data", "build", "--repetitions", "2", "--test-repetitions", "2"]) == 2
+
+
+def test_concurrent_builders_keep_the_first_complete_entry(tmp_path):
+    final = tmp_path / "entry"
+    with cache.atomic_entry(final) as a:
+        np.save(a / "x.npy", np.arange(3))
+        cache.finish_entry(a, {"who": "first"})
+    with cache.atomic_entry(final) as b:  # a second process finishing the same key later
+        np.save(b / "x.npy", np.arange(3))
+        cache.finish_entry(b, {"who": "second"})
+    meta, arrays = cache.read_entry(final)
+    assert meta["who"] == "first" and arrays["x"].tolist() == [0, 1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["entry"]  # no temporary folders left behind

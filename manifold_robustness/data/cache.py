@@ -71,7 +71,10 @@ def _fsync(path: Path) -> None:
 def atomic_entry(final: Path) -> Iterator[Path]:
     """Yield a temporary folder next to ``final``; on success rename it to ``final``.
 
-    On an exception the temporary folder is removed and ``final`` is untouched.
+    On an exception the temporary folder is removed and ``final`` is untouched.  If another
+    process completed the same entry meanwhile (same key, same content), its entry is kept and
+    ours discarded, so a reader never sees an entry disappear under it.  Remove a corrupt entry
+    with :func:`discard_entry` before rebuilding it.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
@@ -79,12 +82,20 @@ def atomic_entry(final: Path) -> Iterator[Path]:
         yield tmp
         for f in tmp.iterdir():
             _fsync(f)
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / "meta.json").exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # a concurrent build finished first
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def discard_entry(folder: Path) -> None:
+    """Remove a (corrupt) entry so it can be rebuilt."""
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def finish_entry(folder: Path, meta: dict[str, Any]) -> None:

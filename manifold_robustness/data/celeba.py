@@ -239,6 +239,7 @@ def build(source_dir=None, data_dir=None, progress: bool = True, verify: bool = 
         pass
     except cache.CorruptCacheError as err:
         log.warning("CelebA cache entry %s is corrupted (%s); converting again.", path, err)
+        cache.discard_entry(path)
     t0 = time.perf_counter()
     names, files, attributes = parse_attributes((folder / ATTR_FILE).read_text(), str(folder / ATTR_FILE))
     partition = parse_partition((folder / PARTITION_FILE).read_text(), files, str(folder / PARTITION_FILE))

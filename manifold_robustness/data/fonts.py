@@ -186,6 +186,7 @@ def build(config: FontsConfig = FontsConfig(), data_dir=None, progress: bool = F
         pass
     except cache.CorruptCacheError as err:
         log.warning("FONTS cache entry %s is corrupted (%s); rebuilding it.", path, err)
+        cache.discard_entry(path)
     t0 = time.perf_counter()
     faces, prototypes, report = fontfaces.discover(files, config.image_size, config.font_size, progress=progress)
     faces, prototypes = _select_fonts(config, faces, prototypes)
