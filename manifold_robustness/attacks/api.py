@@ -14,13 +14,14 @@ All read ``label``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import numpy as np
 import optax
 
 from manifold_robustness import transforms
+from manifold_robustness.registry import Registry
 from manifold_robustness.attacks import engine, objectives, spaces
 from manifold_robustness.attacks.engine import AttackConfig, AttackResult, Space
 
@@ -45,20 +46,8 @@ class Attack:
         return spaces.clean_images(self.space, batch, context)
 
 
-class _Entry(NamedTuple):
-    factory: Callable[..., Attack]
-    description: str
-
-
-ATTACKS: dict[str, _Entry] = {}
-
-
-def _register(name: str, description: str):
-    def wrap(factory):
-        ATTACKS[name] = _Entry(factory, description)
-        return factory
-
-    return wrap
+ATTACKS = Registry("attack", "attacks")
+_register = ATTACKS.register
 
 
 def make_optimizer(optimizer: str = "adam", lr: float = 0.005, step_size: float = 0.01) -> Callable[[], optax.GradientTransformation]:
@@ -135,10 +124,7 @@ def random_learned_latent(decode_fn: Callable | None = None, eps=0.3, bound=2.0,
 def make(name: str, **overrides) -> Attack:
     """The attack ``name`` with the paper's defaults, any of them overridden (``eps``,
     ``iterations``, ``restarts``, ``mode``, ``optimizer``, ``lr``, ``step_size``, ``ranges``, …)."""
-    if name not in ATTACKS:
-        known = "\n".join(f"  {k}: {e.description}" for k, e in ATTACKS.items())
-        raise ValueError(f"unknown attack {name!r}; known attacks:\n{known}")
-    return ATTACKS[name].factory(**overrides)
+    return ATTACKS.lookup(name).factory(**overrides)
 
 
 def check_inputs(attack: Attack, logits_fn, batch: dict, context=None) -> None:

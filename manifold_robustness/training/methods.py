@@ -17,12 +17,13 @@ methods plug in through the same registry.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 
 from manifold_robustness import transforms
+from manifold_robustness.registry import Registry
 
 Batch = dict[str, jax.Array]
 Builder = Callable[[Any, Batch, jax.Array, Any], tuple[jax.Array, jax.Array, jax.Array]]
@@ -47,28 +48,13 @@ class MethodContext:
     arrays: Any = None
 
 
-class Method(NamedTuple):
-    factory: Callable[[MethodContext], Builder]
-    description: str
-
-
-METHODS: dict[str, Method] = {}
-
-
-def register(name: str, description: str):
-    def wrap(factory):
-        METHODS[name] = Method(factory, description)
-        return factory
-
-    return wrap
+METHODS = Registry("training method", "methods")
+register = METHODS.register
 
 
 def make_builder(name: str, context: MethodContext) -> Builder:
     """The batch builder of method ``name``; an unknown name lists the known ones."""
-    if name not in METHODS:
-        known = "\n".join(f"  {k}: {m.description}" for k, m in sorted(METHODS.items()))
-        raise ValueError(f"unknown training method {name!r}; known methods:\n{known}")
-    return METHODS[name].factory(context)
+    return METHODS.lookup(name).factory(context)
 
 
 def mask_weights(mask: jax.Array) -> jax.Array:
