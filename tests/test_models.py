@@ -97,3 +97,32 @@ def test_patch_conv_falls_back_for_unsupported_layouts():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="conv must be one of"):
         conv.resolve("winograd")
+
+
+@pytest.mark.parametrize(
+    "shape, kernel, stride, padding",
+    [((2, 28, 28, 3), 4, 2, [(1, 1), (1, 1)]), ((2, 7, 6, 3), 6, 2, [(2, 2), (2, 2)]), ((2, 9, 8, 3), 2, 2, [(0, 1), (1, 0)]),
+     ((2, 9, 9, 3), 3, 3, [(0, 0), (1, 1)]), ((2, 7, 7, 3), 3, 2, [(1, 1), (1, 1)])],
+)
+def test_patch_convs_equal_xla(shape, kernel, stride, padding):
+    # strided kernels that are multiples of the stride go through space-to-depth, others through
+    # plain patches; transposed convs are the linear transpose of a patch conv
+    from jax import lax
+
+    from manifold_robustness.models import conv
+
+    x = jax.random.normal(jax.random.key(0), shape)
+    w = jax.random.normal(jax.random.key(1), (kernel, kernel, shape[-1], 4))
+    xla = lambda x, w: lax.conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))  # noqa: E731
+    pat = lambda x, w: conv.patch_conv(x, w, (stride, stride), padding)  # noqa: E731
+    tpat = lambda x, w: conv.patch_conv_transpose(x, w, (stride, stride), padding)  # noqa: E731
+    txla = lambda x, w: conv.xla_conv_transpose(x, w, (stride, stride), padding)  # noqa: E731
+    loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))  # noqa: E731
+    value_and_grads = lambda f: jax.jit(lambda x, w: (f(x, w), jax.grad(loss(f), (0, 1))(x, w)))  # noqa: E731
+    for ours, ref in ((pat, xla), (tpat, txla)):
+        (y, grads), (y_ref, grads_ref) = value_and_grads(ours)(x, w), value_and_grads(ref)(x, w)
+        np.testing.assert_allclose(y, y_ref, rtol=1e-4, atol=1e-4)
+        for a, b in zip(grads, grads_ref):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="conv must be one of"):
+        conv.resolve_transpose("fast")

@@ -23,7 +23,7 @@ from flax import nnx
 
 from manifold_robustness.models.classifiers import CNN, MLP, VGG, ResNet13
 
-__all__ = ["ARCHITECTURES", "Classifier", "create", "init_variables", "count_params", "check_images"]
+__all__ = ["ARCHITECTURES", "Classifier", "apply_graph", "create", "init_variables", "count_params", "check_images"]
 
 ARCHITECTURES: dict[str, type[nnx.Module]] = {"cnn": CNN, "mlp": MLP, "resnet13": ResNet13, "vgg": VGG}
 
@@ -44,6 +44,25 @@ def check_images(images, input_shape: Sequence[int]) -> None:
             raise ValueError(f"images must be in [0, 1] without NaN; got range [{np.nanmin(arr)}, {np.nanmax(arr)}]")
 
 
+def apply_graph(graphdef: Any, variables: Variables, *args, train: bool = False) -> tuple[Any, Any]:
+    """Call the NNX module ``graphdef`` with ``variables`` on ``args``, purely → (output, batch_stats).
+
+    ``train=True`` normalises with batch statistics and returns the updated running statistics;
+    ``train=False`` uses the running statistics and returns them unchanged.
+    """
+    # Rebuild the State pytrees so the module gets fresh Variable objects at the current trace
+    # level (merge reuses the objects it is given, and batch norm mutates them).
+    params, stats = jax.tree.map(lambda x: x, (variables["params"], variables["batch_stats"]))
+    module = nnx.merge(graphdef, params, stats)
+    if train:
+        module.train()
+    else:
+        module.eval()
+    out = module(*args)
+    _, _, stats = nnx.split(module, nnx.Param, nnx.BatchStat)
+    return out, stats
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Classifier:
     """A classifier's static half: its name, input shape, number of classes and NNX graph."""
@@ -60,17 +79,7 @@ class Classifier:
         ``train=True`` normalises with batch statistics and returns the updated running statistics;
         ``train=False`` uses the running statistics and returns them unchanged.
         """
-        # Rebuild the State pytrees so the module gets fresh Variable objects at the current trace
-        # level (merge reuses the objects it is given, and batch norm mutates them).
-        params, stats = jax.tree.map(lambda x: x, (variables["params"], variables["batch_stats"]))
-        module = nnx.merge(self.graphdef, params, stats)
-        if train:
-            module.train()
-        else:
-            module.eval()
-        logits = module(x)
-        _, _, stats = nnx.split(module, nnx.Param, nnx.BatchStat)
-        return logits, stats
+        return apply_graph(self.graphdef, variables, x, train=train)
 
     def logits_fn(self, variables: Variables) -> Callable[[jax.Array], jax.Array]:
         """x → logits in eval mode: what attacks and metrics call."""
