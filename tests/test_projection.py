@@ -1,0 +1,181 @@
+"""Distance to the manifold: least squares against float64, k-NN on synthetic subspaces with known
+answers, jit vs no-jit, and validation."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from manifold_robustness.manifolds import knn, subspace
+
+# ------------------------------------------------------------------ least squares
+
+
+@pytest.mark.parametrize("center", ["point", "mean"])
+def test_span_projection_matches_float64_lstsq(center):
+    rng = np.random.default_rng(0)
+    # 50 neighbours in 784 dimensions, columns of very different lengths (near-duplicates)
+    nb = rng.normal(size=(8, 50, 784)) * rng.uniform(0.01, 3.0, size=(8, 50, 1))
+    x = rng.normal(size=(8, 784)) * 0.1
+    v = rng.normal(size=(8, 784))
+    basis = np.asarray(knn.local_basis(jnp.asarray(nb, jnp.float32), jnp.asarray(x, jnp.float32), center))
+    proj = np.asarray(subspace.span_projection(jnp.asarray(basis), jnp.asarray(v, jnp.float32)))
+    b64 = np.swapaxes(nb - (x[:, None] if center == "point" else nb.mean(1, keepdims=True)), 1, 2)
+    for i in range(8):
+        beta = np.linalg.lstsq(b64[i], v[i], rcond=None)[0]
+        ref = b64[i] @ beta
+        np.testing.assert_allclose(np.linalg.norm(v[i] - proj[i]), np.linalg.norm(v[i] - ref), rtol=1e-5)
+        np.testing.assert_allclose(proj[i], ref, atol=1e-4)
+    if center == "mean":  # rank k − 1: the spurious 50th direction must not be in the span
+        u = np.asarray(subspace.span_basis(jnp.asarray(basis)))
+        assert (np.linalg.norm(u, axis=1) > 0.5).sum(axis=1).tolist() == [49] * 8
+
+
+def test_angle_is_90_for_orthogonal_and_0_along_the_span():
+    basis = jnp.eye(6)[:, :2][None]  # span of e0, e1
+    v = jnp.array([[1.0, 2.0, 0, 0, 0, 0], [0, 0, 3.0, 0, 0, 0], [1.0, 0, 1.0, 0, 0, 0], [0.0] * 6])
+    dist, angle = subspace.residual_and_angle(v, subspace.span_projection(basis, v))
+    np.testing.assert_allclose(dist, [0, 3, 1, 0], atol=1e-6)
+    np.testing.assert_allclose(angle, [0, 90, 45, 0], atol=1e-4)
+
+
+# ------------------------------------------------------------------ k-NN on a synthetic linear manifold
+
+
+def _linear_manifold(seed=0, n=1500, dim=4, side=8):
+    """Training points c + A u on a random dim-dimensional affine subspace of R^(side²)."""
+    rng = np.random.default_rng(seed)
+    d = side * side
+    a, _ = np.linalg.qr(rng.normal(size=(d, dim)))
+    c = rng.normal(size=d)
+    u = rng.normal(size=(n, dim))
+    train = (c + u @ a.T).astype(np.float32).reshape(n, side, side, 1)
+    return train, a, c
+
+
+def _orthogonal_unit(a, rng):
+    n = rng.normal(size=a.shape[0])
+    n -= a @ (a.T @ n)
+    return n / np.linalg.norm(n)
+
+
+@pytest.fixture(scope="module")
+def linear_index():
+    train, a, c = _linear_manifold()
+    return knn.build_index(train, num_components=8), a, c
+
+
+@settings(max_examples=8, deadline=None)
+@given(d=st.floats(0.01, 5.0), seed=st.integers(0, 2**16), center=st.sampled_from(knn.CENTERS))
+def test_knn_distance_is_zero_along_the_subspace_and_d_orthogonally(linear_index, d, seed, center):
+    index, a, c = linear_index
+    rng = np.random.default_rng(seed)
+    x = (c + rng.normal(size=(8, a.shape[1])) @ a.T).astype(np.float32)
+    along = x + (rng.normal(size=(8, a.shape[1])) * 0.5) @ a.T
+    normal = np.stack([_orthogonal_unit(a, rng) for _ in range(8)])
+    off = x + d * normal
+    on = knn.knn_distance(index, x, along.astype(np.float32), k=20, center=center)
+    np.testing.assert_allclose(on.distance, 0.0, atol=1e-3)
+    np.testing.assert_allclose(on.clean_distance, 0.0, atol=1e-3)  # x lies on the subspace
+    assert float(on.angle.max()) < 0.5
+    res = knn.knn_distance(index, x, off.astype(np.float32), k=20, center=center)
+    np.testing.assert_allclose(res.distance, d, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(res.angle, 90.0, atol=0.1)
+    # a mix: the component along the subspace is not counted
+    mix = knn.knn_distance(index, x, (along + d * normal).astype(np.float32), k=20, center=center)
+    np.testing.assert_allclose(mix.distance, d, rtol=1e-3, atol=1e-3)
+
+
+def test_mean_variant_measures_the_clean_image_offset(linear_index):
+    index, a, c = linear_index
+    rng = np.random.default_rng(3)
+    normal = _orthogonal_unit(a, rng)
+    x = (c + rng.normal(size=(4, a.shape[1])) @ a.T + 0.7 * normal).astype(np.float32)  # off the data
+    res = knn.knn_distance(index, x, x, k=20, center="mean")
+    np.testing.assert_allclose(res.clean_distance, 0.7, rtol=1e-3)
+    np.testing.assert_allclose(res.distance, 0.0, atol=1e-6)  # δ = 0
+    assert float(knn.knn_distance(index, x, x, k=20, center="point").clean_distance.max()) == 0.0
+
+
+def test_nearest_neighbors_are_exact_and_chunk_invariant():
+    rng = np.random.default_rng(1)
+    train = rng.uniform(size=(777, 6, 6, 1)).astype(np.float32)
+    queries = rng.uniform(size=(9, 6, 6, 1)).astype(np.float32)
+    index = knn.build_index(train, num_components=10)
+    codes = np.asarray(index.codes, np.float64)
+    q = np.asarray(knn.pca_encode(index.pca, queries), np.float64)
+    ref = np.argsort(((q[:, None] - codes[None]) ** 2).sum(-1), axis=1)[:, :15]
+    for chunk in (7, 100, 777, 5000):
+        idx, d2 = knn.nearest_neighbors(index, queries, k=15, chunk=chunk)
+        np.testing.assert_array_equal(idx, ref)
+        assert bool(jnp.all(jnp.diff(d2, axis=1) >= 0))
+    idx, _ = knn.nearest_neighbors(index, queries, k=777)  # k = N is allowed
+    assert sorted(np.asarray(idx[0]).tolist()) == list(range(777))
+
+
+def test_pca_finds_the_subspace_and_orders_variance():
+    train, a, c = _linear_manifold(seed=4, dim=3)
+    pca = knn.fit_pca(train, num_components=5)
+    comps = np.asarray(pca.components)
+    np.testing.assert_allclose(comps.T @ comps, np.eye(5), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(comps[:, :3].T @ a, axis=0), 1.0, atol=1e-4)  # spans A
+    var = np.asarray(pca.variance)
+    assert np.all(np.diff(var) <= 1e-6) and var[3] < 1e-4 * var[0]
+    sub = knn.fit_pca(train, num_components=5, max_samples=400, key=jax.random.key(0))
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(sub.components)[:, :3].T @ a, axis=0), 1.0, atol=1e-4)
+    np.testing.assert_allclose(knn.fit_pca(train, 5).components, pca.components)  # deterministic signs
+
+
+def test_knn_accepts_uint8_training_images():
+    rng = np.random.default_rng(2)
+    train8 = rng.integers(0, 256, size=(300, 5, 5, 1), dtype=np.uint8)
+    x = rng.uniform(size=(4, 5, 5, 1)).astype(np.float32)
+    xt = np.clip(x + 0.1, 0, 1)
+    a = knn.knn_distance(knn.build_index(train8, 6), x, xt, k=10, center="mean")
+    b = knn.knn_distance(knn.build_index(train8.astype(np.float32) / 255, 6), x, xt, k=10, center="mean")
+    np.testing.assert_array_equal(a.neighbors, b.neighbors)
+    np.testing.assert_allclose(a.distance, b.distance, rtol=1e-5)
+
+
+def test_knn_jit_equals_no_jit(linear_index):
+    index, a, c = linear_index
+    rng = np.random.default_rng(5)
+    x = (c + rng.normal(size=(3, a.shape[1])) @ a.T).astype(np.float32)
+    xt = (x + 0.3 * rng.normal(size=x.shape)).astype(np.float32)
+    fast = knn.knn_distance(index, x, xt, k=10, center="mean", chunk=256)
+    with jax.disable_jit():
+        slow = knn.knn_distance(index, x, xt, k=10, center="mean", chunk=256)
+    np.testing.assert_array_equal(fast.neighbors, slow.neighbors)
+    for f, s in zip(fast[:3], slow[:3]):
+        np.testing.assert_allclose(f, s, rtol=1e-4, atol=1e-5)
+
+
+def test_knn_bad_inputs_raise(linear_index):
+    index, *_ = linear_index
+    x = np.zeros((2, 8, 8, 1), np.float32)
+    with pytest.raises(ValueError, match=r"k must be an integer in \[1, 1500\]"):
+        knn.nearest_neighbors(index, x, k=1501)
+    with pytest.raises(ValueError, match="k must be"):
+        knn.nearest_neighbors(index, x, k=0)
+    with pytest.raises(ValueError, match=r"\[N, H, W, C\] images or \[N, D\]"):
+        knn.nearest_neighbors(index, np.zeros((2, 8, 8), np.float32))
+    with pytest.raises(ValueError, match="index holds images of 64"):
+        knn.nearest_neighbors(index, np.zeros((2, 7, 7, 1), np.float32))
+    with pytest.raises(ValueError, match="center must be one of"):
+        knn.knn_distance(index, x, x, k=5, center="median")
+    with pytest.raises(ValueError, match="x and x_tilde must both be"):
+        knn.knn_distance(index, x, x[:1], k=5)
+    with pytest.raises(ValueError, match="neighbors must hold"):
+        knn.subspace_distance(index, np.full((2, 5), 1500), x, x)
+    with pytest.raises(ValueError, match=r"neighbors must be int\[B=2, k\]"):
+        knn.subspace_distance(index, np.zeros((3, 5), np.int32), x, x)
+    with pytest.raises(ValueError, match="num_components must be in"):
+        knn.fit_pca(x, num_components=3)  # only 2 images
+    with pytest.raises(ValueError, match="needs a key"):
+        knn.fit_pca(np.zeros((50, 4), np.float32), 2, max_samples=10)
+    with pytest.raises(ValueError, match="floating point or uint8"):
+        knn.build_index(np.zeros((50, 4), np.int32), 2)
