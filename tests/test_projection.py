@@ -1,8 +1,10 @@
 """Distance to the manifold: least squares against float64, k-NN on synthetic subspaces with known
 answers, the true FONTS projection (clean, rendered, regular and on-manifold perturbations), the
-learned projection with a toy decoder, jit vs no-jit, and validation."""
+learned projection with a toy decoder, jit vs no-jit, the report, and validation."""
 
 from __future__ import annotations
+
+import json
 
 import jax
 import jax.numpy as jnp
@@ -11,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from manifold_robustness import data, transforms
+from manifold_robustness import attacks, data, transforms
 from manifold_robustness.manifolds import fonts, knn, projection, subspace
+from manifold_robustness.report import distances
 
 LOW, HIGH = transforms.FONTS_RANGES["hard"].arrays()
 
@@ -367,3 +370,46 @@ def test_learned_projection_stays_in_the_box_and_validates():
         projection.project_learned(decode, w, jnp.clip(far, 0, 1), y, z_init=jnp.zeros((7, 4)))
     with pytest.raises(ValueError, match=r"labels must be int\[8\]"):
         projection.project_learned(decode, w, jnp.clip(far, 0, 1), y[:4], z_init=jnp.zeros((8, 4)))
+
+
+# ------------------------------------------------------------------ the report
+
+
+def test_summarize_and_histogram(tmp_path):
+    s = distances.summarize(np.arange(101, dtype=np.float32))
+    assert s["count"] == 101 and s["mean"] == 50.0 and s["median"] == 50.0 and s["q05"] == 5.0 and s["q95"] == 95.0
+    assert distances.summarize([])["count"] == 0
+    with pytest.raises(ValueError, match="NaN"):
+        distances.summarize([1.0, np.nan])
+    path = distances.plot_histograms({"test": [0.01, 0.02], "regular": [1.0, 1.2, 0.8], "on_manifold": []},
+                                     tmp_path / "h.png")
+    assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fonts_distances_report(trained_cnn, tmp_path):
+    clf, variables, batch, ctx = trained_cnn
+    sub = {k: v[:32] for k, v in batch.items()}
+    rep = distances.fonts_distances(
+        clf.logits_fn(variables), sub, jax.random.key(0), ctx, tmp_path,
+        regular=attacks.make("linf", restarts=2, iterations=20),
+        on_manifold=attacks.make("on_true_manifold", restarts=2, iterations=20),
+        config=projection.ProjectionConfig(restarts=0), chunk=24,
+    )
+    s = rep.summary
+    assert s["test"]["count"] == 32 and s["test"]["max"] <= 0.5 / 255 * 28
+    assert s["regular"]["count"] >= 24 and s["on_manifold"]["count"] >= 2
+    # regular AEs (L∞, ε = 0.3): distance ≈ ‖δ‖ for every one, i.e. they leave orthogonally
+    np.testing.assert_allclose(rep.distance["regular"], rep.norm["regular"], rtol=0.05)
+    assert s["regular"]["angle"]["min"] > 60.0
+    assert s["on_manifold"]["median"] < 0.1 < s["regular"]["median"]
+    assert rep.example["regular"].shape == rep.distance["regular"].shape == rep.restart["regular"].shape
+    assert set(rep.restart["regular"].tolist()) <= {0, 1}
+    assert json.loads(rep.paths["summary"].read_text())["regular"]["count"] == s["regular"]["count"]
+    assert rep.paths["histogram"].read_bytes()[:4] == b"\x89PNG" and rep.paths["angles"].exists()
+    arrays = np.load(rep.paths["arrays"])
+    np.testing.assert_array_equal(arrays["distance_regular"], rep.distance["regular"])
+    with pytest.raises(ValueError, match="needs 'image', 'label', 'theta' and 'font_id'"):
+        distances.fonts_distances(clf.logits_fn(variables), {"image": sub["image"], "label": sub["label"]},
+                                  jax.random.key(0), ctx)
+    with pytest.raises(ValueError, match="prototypes"):
+        distances.fonts_distances(clf.logits_fn(variables), sub, jax.random.key(0), {})
