@@ -46,10 +46,12 @@ def summarize(values) -> dict:
 
 
 def plot_histograms(groups: Mapping[str, np.ndarray], path: str | Path, *, xlabel: str = "L2 distance to the manifold",
-                    title: str | None = None, bins: int = 40, unit: str = "") -> Path:
+                    title: str | None = None, bins: int = 40, unit: str = "", xmax: float | None = None) -> Path:
     """Overlaid histograms, one per group, as a PNG (paper Fig. 3 style): the y axis is the
     fraction of each group's examples, so groups of different sizes compare; the legend gives
-    each group's mean and count.  Empty groups are listed in the legend only."""
+    each group's mean and count.  The x axis ends at ``xmax`` (default: the largest 99th
+    percentile of the groups, so a few failed projections do not squash the plot); values beyond
+    it fall in the last bin and the legend counts them.  Empty groups are listed in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,14 +59,18 @@ def plot_histograms(groups: Mapping[str, np.ndarray], path: str | Path, *, xlabe
 
     arrays = {k: np.asarray(v, np.float64).ravel() for k, v in groups.items()}
     nonempty = [a for a in arrays.values() if a.size]
-    hi = max((a.max() for a in nonempty), default=1.0)
-    edges = np.linspace(0.0, hi * 1.02 if hi > 0 else 1.0, bins + 1)
+    if xmax is None:
+        xmax = max((np.quantile(a, 0.99) for a in nonempty), default=1.0) * 1.05
+    xmax = float(xmax) if xmax > 0 else 1.0
+    edges = np.linspace(0.0, xmax, bins + 1)
     fig, ax = plt.subplots(figsize=(5.0, 3.2))
     for name, a in arrays.items():
         label = _LABELS.get(name, name)
         if a.size:
-            ax.hist(a, bins=edges, weights=np.full(a.size, 1.0 / a.size), alpha=0.55,
-                    label=f"{label}: mean {a.mean():.2f}{unit} (n={a.size})")
+            beyond = int((a > xmax).sum())
+            extra = f", {beyond} beyond {xmax:.2g}" if beyond else ""
+            ax.hist(np.minimum(a, xmax), bins=edges, weights=np.full(a.size, 1.0 / a.size), alpha=0.55,
+                    label=f"{label}: mean {a.mean():.2f}{unit} (n={a.size}{extra})")
         else:
             ax.plot([], [], " ", label=f"{label}: none")
     ax.set_xlabel(xlabel)
@@ -204,7 +210,7 @@ def fonts_distances(logits_fn, batch: Mapping, key, context: Mapping, out_dir: s
         paths["histogram"] = plot_histograms(out["distance"], out_dir / "distances.png", title=title or
                                              "FONTS: L2 distance to the true manifold")
         paths["angles"] = plot_histograms({g: out["angle"][g] for g in ("regular", "on_manifold")}, out_dir / "angles.png",
-                                          xlabel="angle between x̃ − x and the tangent space (degrees)", unit="°",
+                                          xlabel="angle between x̃ − x and the tangent space (degrees)", unit="°", xmax=90.0,
                                           title="FONTS: angle to the true manifold's tangent space")
         paths["summary"] = out_dir / "distances.json"
         paths["summary"].write_text(json.dumps(summary, indent=2))
