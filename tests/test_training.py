@@ -127,7 +127,7 @@ def test_augment_builder_composition():
 
 def test_bad_inputs(small_fonts):
     train = data.load("fonts", "train", limit=100, config=small_fonts)
-    with pytest.raises(ValueError, match="known methods:\n.*augment"):
+    with pytest.raises(ValueError, match="(?s)known methods:\n.*augment"):
         training.train(_clf(), "mixup", train, progress=False)
     wrong = data.Dataset("x", "train", np.zeros((4, 32, 32, 1), np.float32), np.zeros(4, np.int32), 10)
     with pytest.raises(ValueError, match=r"\[N, 28, 28, 1\]"):
