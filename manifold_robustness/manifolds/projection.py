@@ -186,7 +186,8 @@ def project_true(prototypes, font_ids, classes, images, theta_init, key=None, *,
 
     prototypes: float32[F, K, H, W, C]; font_ids, classes: int[B]; images: float32[B, H, W, C]
     in [0, 1] (the x̃ to project); theta_init: float32[B, 6], the given start (an example's own
-    θ); key: for the ``config.restarts`` random starts, drawn uniformly in ``ranges``.
+    θ; clipped into ``ranges``); key: for the ``config.restarts`` random starts, drawn uniformly
+    in ``ranges``.
     Returns :class:`Projection` with latent = θ*: float32[B, 6] inside ``ranges``.
     """
     if _concrete(prototypes, font_ids, classes, images, theta_init):
