@@ -1,0 +1,241 @@
+"""Training the class VAE-GANs: all class models at once, one compiled program.
+
+>>> result = vaegan_train.train(data.load("fashion_mnist", "train", dtype=np.uint8))   # paper settings
+>>> vaegan.decode(result.vae, result.variables, z, labels)
+
+The per-class models are one stacked pytree (leading model axis) and every training step is
+``vmap``-ed over it: model k sees only images of its class ``classes[k]``, given as an index array
+into the shared image array on the device (``rows`` int32[K, max count]).  Classes may hold
+different numbers of images (CelebA's two, EMNIST's digits slightly).  An epoch is
+⌈max count / batch⌉ steps for every model, and each model walks a fresh permutation of *its own*
+images, wrapping around when it runs out: every image is seen every epoch, and a smaller class
+sees some of its images twice (the larger ones when the count is not a multiple of the batch).
+Every row is a real image, so nothing is masked and batch norm sees only real data.
+
+Each model has its own key stream (:func:`vaegan.model_key`, by class label): its initialisation
+and shuffling do not depend on which other classes train beside it, so a class trained alone
+equals the same class trained in the stack (when the counts are equal: the permutations are drawn
+at the stack's padded size).  The class-agnostic model is the same code with one model.
+
+The optimiser is the classifiers' (:func:`training.loop.make_optimizer`: Adam (0.5, 0.9), coupled
+L2 weight decay, learning rate decayed per batch), one Adam over the three networks' parameters,
+which is the same as the original's three Adams because Adam is elementwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from manifold_robustness.manifolds import vaegan
+from manifold_robustness.manifolds.vaegan_losses import gradients
+from manifold_robustness.training import loop
+from manifold_robustness.training.checkpoints import CheckpointStore
+from manifold_robustness.training.trainer import device_data
+
+log = logging.getLogger(__name__)
+
+METRICS = ("l1", "kl", "gen", "dis")
+
+
+@dataclasses.dataclass
+class VAEGANResult:
+    """Trained models (stacked variables, leading model axis) and per-epoch metrics, each float[K]."""
+
+    vae: vaegan.VAEGAN
+    variables: Any
+    config: vaegan.VAEGANConfig
+    history: list[dict]
+
+
+def class_rows(labels: np.ndarray, classes: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of each model's images: int32[K, max count] (padded with row 0) and counts int32[K]."""
+    labels = np.asarray(labels)
+    groups = [np.arange(labels.size)] if classes is None else [np.flatnonzero(labels == c) for c in classes]
+    counts = np.array([g.size for g in groups], np.int32)
+    if counts.min() < 1:
+        empty = [c for c, n in zip(classes or [None], counts) if n == 0]
+        raise ValueError(f"no training images for classes {empty}")
+    rows = np.zeros((len(groups), counts.max()), np.int32)
+    for k, g in enumerate(groups):
+        rows[k, : g.size] = g
+    return rows, counts
+
+
+def epoch_plan(key: jax.Array, rows: jax.Array, count: jax.Array, steps: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """One model's epoch: image rows int32[steps, B] (a permutation of its ``count`` images,
+    wrapped around) and step keys [steps]."""
+    perm_key, step_key = jax.random.split(key)
+    valid = jnp.arange(rows.shape[0]) < count
+    order = jnp.argsort(jnp.where(valid, jax.random.uniform(perm_key, rows.shape), 2.0))  # valid rows first, shuffled
+    positions = jnp.arange(steps * batch_size) % count
+    return rows[order[positions]].reshape(steps, batch_size), jax.random.split(step_key, steps)
+
+
+def make_steps_fn(vae: vaegan.VAEGAN, optimizer: optax.GradientTransformation, encoder_gan_weight: float) -> Callable:
+    """``run(state, images, rows[S, B], keys[S], lam) -> (state, metrics[S])`` for one model; pure."""
+
+    def run(state, images, rows, keys, lam):
+        def step(carry, xs):
+            variables, opt_state = carry
+            batch_rows, key = xs
+            x = images[batch_rows]
+            x = x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x
+            eps = jax.random.normal(key, (x.shape[0], vae.latent_dim), jnp.float32)
+            grads, stats, metrics = gradients(vae, variables, x, eps, lam, encoder_gan_weight)
+            updates, opt_state = optimizer.update(grads, opt_state, variables["params"])
+            params = optax.apply_updates(variables["params"], updates)
+            return ({"params": params, "batch_stats": stats}, opt_state), metrics
+
+        (variables, opt_state), metrics = jax.lax.scan(step, (state["variables"], state["opt_state"]), (rows, keys))
+        return {"variables": variables, "opt_state": opt_state}, metrics
+
+    return run
+
+
+def _step_config(config: vaegan.VAEGANConfig) -> tuple[loop.TrainConfig, float]:
+    """What the compiled steps depend on: the optimiser settings (the number of epochs is not
+    part of it, so runs of different lengths share one compiled program) and the encoder's GAN weight."""
+    return dataclasses.replace(config.train, epochs=1), float(config.encoder_gan_weight)
+
+
+@functools.partial(jax.jit, static_argnames=("vae", "step_config", "steps_per_epoch"), donate_argnames=("state",))
+def run_steps(state, images, rows, keys, lams, *, vae, step_config, steps_per_epoch):
+    """All models, a chunk of steps: state (leading model axis) → (state, metrics float[K, S]).
+
+    images: uint8 or float32[N, H, W, C], shared; rows: int32[K, S, B]; keys: [K, S]; lams:
+    float32[K].  The static arguments are hashable, so every call with the same model, optimiser
+    settings and shapes reuses one compiled program.
+    """
+    train_config, encoder_gan_weight = step_config
+    run = make_steps_fn(vae, loop.make_optimizer(train_config, steps_per_epoch), encoder_gan_weight)
+    return jax.vmap(run, in_axes=(0, None, 0, 0, 0))(state, images, rows, keys, lams)
+
+
+@functools.partial(jax.jit, static_argnames=("steps", "batch_size"))
+def _plans(keys, rows, counts, *, steps, batch_size):
+    return jax.vmap(epoch_plan, in_axes=(0, 0, 0, None, None))(keys, rows, counts, steps, batch_size)
+
+
+def init_state(config: vaegan.VAEGANConfig, variables: Any, steps_per_epoch: int) -> dict:
+    """``{"variables", "opt_state"}`` with the model axis on every leaf (Adam's step count included)."""
+    optimizer = loop.make_optimizer(config.train, steps_per_epoch)
+    return {"variables": variables, "opt_state": jax.vmap(optimizer.init)(variables["params"])}
+
+
+def _resolve_classes(classes, dataset) -> tuple[int, ...] | None:
+    if classes is None:
+        return None
+    if isinstance(classes, str):
+        if classes != "all":
+            raise ValueError(f"classes must be 'all', None (one class-agnostic model) or a list of labels; got {classes!r}")
+        return tuple(range(dataset.num_classes))
+    classes = tuple(int(c) for c in classes)
+    bad = [c for c in classes if not 0 <= c < dataset.num_classes]
+    if bad:
+        raise ValueError(f"classes {bad} are not labels of {dataset.name} (0..{dataset.num_classes - 1})")
+    return classes
+
+
+def train(
+    dataset,
+    config: vaegan.VAEGANConfig | None = None,
+    *,
+    classes: str | Sequence[int] | None = "all",
+    seed: int = 0,
+    checkpoint_dir: str | None = None,
+    progress: bool = True,
+    callback: Callable[[int, dict], None] | None = None,
+    conv: str = "auto",
+    steps_per_call: int = 50,
+) -> VAEGANResult:
+    """Train one VAE-GAN per class of ``dataset`` (a :class:`data.Dataset`, uint8 or float32
+    images), all at once.
+
+    config: default the paper's for the dataset (:meth:`VAEGANConfig.paper`), else FONTS'.
+    classes: "all" (one model per class, on all of that class's training images), a list of labels,
+    or None for one class-agnostic model on all images.  With ``checkpoint_dir`` the state is
+    saved every epoch and a restarted call resumes there, ending equal to an uninterrupted run; a
+    folder written by another config is refused.  ``progress`` shows a bar (steps);
+    ``callback(epoch, metrics)`` runs after each epoch.  About ``steps_per_call`` steps run per
+    compiled call (the progress bar's granularity; it does not change the result).  Calling it
+    again with a finished run's arguments and folder returns the trained models without training.
+    """
+    name = getattr(dataset, "name", None)
+    if config is None:
+        config = vaegan.VAEGANConfig.paper(name) if name in vaegan.PAPER_SETTINGS else vaegan.VAEGANConfig()
+    if not isinstance(config, vaegan.VAEGANConfig):
+        raise ValueError(f"config must be a VAEGANConfig; got {type(config).__name__}")
+    classes = _resolve_classes(classes, dataset)
+    input_shape = tuple(np.shape(dataset.images)[1:])
+    data = device_data(dataset, input_shape)
+    rows_np, counts_np = class_rows(np.asarray(dataset.labels), classes)
+    batch = config.train.batch_size
+    steps = -(-int(counts_np.max()) // batch)
+    key = jax.random.key(seed)
+    vae, variables = vaegan.create(input_shape, config, classes, key, conv=conv)
+    state = init_state(config, variables, steps)
+    labels = [None] if classes is None else list(classes)
+    lams = jnp.asarray([config.weight(c) for c in labels], jnp.float32)
+    streams = [jax.random.fold_in(vaegan.model_key(key, c), 1) for c in labels]
+    rows, counts = jnp.asarray(rows_np), jnp.asarray(counts_np)
+
+    history: list[dict] = []
+    start, store = 0, None
+    if checkpoint_dir is not None:
+        meta = {
+            "kind": "vaegan", "dataset": name, "input_shape": list(input_shape),
+            "classes": None if classes is None else list(classes), "counts": counts_np.tolist(), "seed": seed,
+            "config": dataclasses.asdict(config),
+        }
+        store = CheckpointStore(checkpoint_dir, meta)
+        if store.latest_step() is not None:
+            start = int(store.latest_step())
+            like = {"state": state, "history": {m: jnp.zeros((start, len(labels)), jnp.float32) for m in METRICS}}
+            restored = store.restore(like)
+            state = restored["state"]
+            history = [{m: np.asarray(restored["history"][m][e]) for m in METRICS} for e in range(start)]
+            log.info("resuming VAE-GAN training in %s from epoch %d", checkpoint_dir, start)
+
+    stack = dataclasses.replace(vae, classes=tuple(range(vae.num_models)))  # steps don't depend on which labels
+    chunk = -(-steps // -(-steps // max(1, steps_per_call)))  # near-equal chunks: at most two compiled shapes
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        what = "class-agnostic" if classes is None else f"{len(classes)} classes"
+        bar = tqdm(total=config.train.epochs * steps, initial=start * steps, unit="step",
+                   desc=f"VAE-GAN {name or ''} ({what}, {steps} steps/epoch)")
+    try:
+        for epoch in range(start, config.train.epochs):
+            keys = jnp.stack([jax.random.fold_in(s, epoch) for s in streams])
+            plan_rows, plan_keys = _plans(keys, rows, counts, steps=steps, batch_size=batch)
+            parts = []
+            for a in range(0, steps, chunk):
+                b = min(steps, a + chunk)
+                state, m = run_steps(state, data["image"], plan_rows[:, a:b], plan_keys[:, a:b], lams,
+                                     vae=stack, step_config=_step_config(config), steps_per_epoch=steps)
+                parts.append({k: np.asarray(v) for k, v in m.items()})
+                if bar is not None:
+                    bar.set_postfix(l1=f"{parts[-1]['l1'].mean():.3f}", dis=f"{parts[-1]['dis'].mean():.2f}")
+                    bar.update(b - a)
+            metrics = {k: np.concatenate([p[k] for p in parts], axis=1).mean(axis=1) for k in METRICS}
+            history.append(metrics)
+            if store is not None:
+                packed = {k: jnp.asarray(np.stack([h[k] for h in history]), jnp.float32) for k in METRICS}
+                store.save(epoch + 1, {"state": state, "history": packed})
+            if callback is not None:
+                callback(epoch, metrics)
+    finally:
+        if bar is not None:
+            bar.close()
+        if store is not None:
+            store.close()
+    return VAEGANResult(vae, state["variables"], config, history)

@@ -1,0 +1,298 @@
+"""Class-specific VAE-GANs: shapes, class routing, one-pass gradients, learning, vmap, resume, bad input.
+
+Training tests use a narrower model (16, 32, 64 channels instead of 64, 128, 256) so the file stays
+fast on 2 CPU cores; the paper's sizes are checked by shape.  All training runs share one dataset
+and optimiser settings, so they share two compiled programs (one model; two models side by side).
+Tests of generic machinery (routing, gradients, validation) use 8×8 images: two layers per
+network, which compile in a fraction of the time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from manifold_robustness import data, models
+from manifold_robustness.manifolds import vaegan, vaegan_losses, vaegan_nets, vaegan_train
+from manifold_robustness.models import conv
+from manifold_robustness.report import vaegan as report
+
+
+def _cfg(epochs: int, **kw) -> vaegan.VAEGANConfig:
+    return vaegan.VAEGANConfig.paper("fonts", channels=16, train=dataclasses.replace(vaegan.VAEGANConfig.train, epochs=epochs), **kw)
+
+
+TINY = (8, 8, 1)  # conv stack 8 → 4 → 2, decoder 2 → 4 → 8
+
+
+def _tiny(classes, key=0, **kw):
+    # 16 channels like the FONTS runs below: the first layers' parameter shapes (and so the random
+    # initialisers XLA compiles for them) are shared
+    return vaegan.create(TINY, vaegan.VAEGANConfig(channels=16, **kw), classes, jax.random.key(key))
+
+
+@pytest.fixture(scope="module")
+def fonts(small_fonts):
+    """The small FONTS build: train 1000 images per letter, test 200 per letter (new transforms)."""
+    return (data.load("fonts", "train", config=small_fonts, dtype=np.uint8),
+            data.load("fonts", "test", config=small_fonts, dtype=np.uint8))
+
+
+@pytest.fixture(scope="module")
+def stacked(fonts):
+    """Letters A and B trained side by side for 2 epochs (the uninterrupted run of the resume test)."""
+    return vaegan_train.train(fonts[0], _cfg(2), classes=[0, 1], seed=3, progress=False)
+
+
+# --- layers and shapes ----------------------------------------------------------------------------
+
+
+def test_transposed_conv_layer_follows_pytorch_sizes_and_equals_xla():
+    # values and gradients of the patches form are checked in test_models; here the layer's
+    # PyTorch-style (kernel, padding, output padding) → lax padding mapping
+    for size_in, kernel, pad, out_pad in [((3, 3), 4, 1, (1, 1)), ((7, 6), 4, 1, (0, 0)), ((3, 3), 6, 2, (1, 0))]:
+        layer = vaegan_nets.ConvTranspose(5, 3, kernel, pad, out_pad, conv="patches", kernel_init=jax.nn.initializers.normal(1.0),
+                                          rngs=nnx.Rngs(params=jax.random.key(0)))
+        x = jax.random.normal(jax.random.key(1), (2, *size_in, 5))
+        got = nnx.jit(lambda m, x: m(x))(layer, x) - layer.bias[...]
+        assert got.shape == (2, 2 * size_in[0] + out_pad[0], 2 * size_in[1] + out_pad[1], 3)  # 2n + output padding
+        np.testing.assert_allclose(got, conv.xla_conv_transpose(x, layer.kernel[...], (2, 2), layer.padding), rtol=1e-5, atol=1e-5)
+
+
+def test_paper_architecture_shapes():
+    vae = vaegan.build((28, 28, 1), vaegan.VAEGANConfig(), range(10))
+    v = jax.eval_shape(lambda k: vaegan.init_variables(vae, k), jax.random.key(0))
+    p = v["params"]
+    assert [p["encoder"]["stack"]["convs"][i]["kernel"].shape for i in range(3)] == [(10, 4, 4, 1, 64), (10, 4, 4, 64, 128), (10, 4, 4, 128, 256)]
+    assert p["encoder"]["mean"]["kernel"].shape == p["encoder"]["logvar"]["kernel"].shape == (10, 2304, 10)
+    assert p["decoder"]["linear"]["kernel"].shape == (10, 10, 3 * 3 * 256)
+    assert [p["decoder"]["deconvs"][i]["kernel"].shape for i in range(3)] == [(10, 4, 4, 256, 128), (10, 4, 4, 128, 64), (10, 4, 4, 64, 1)]
+    assert p["discriminator"]["fc1"]["kernel"].shape == (10, 2304, 10) and p["discriminator"]["fc2"]["kernel"].shape == (10, 10, 1)
+    # per model: convs + BN + heads (encoder), linear + deconvs + BN (decoder), convs + BN + 2 FC (discriminator)
+    assert vaegan.count_params(v) == {"encoder": 703_828, "decoder": 682_305, "discriminator": 680_789}
+    assert vaegan_nets.decoder_sizes((28, 28, 1)) == [(3, 3), (7, 7), (14, 14), (28, 28)]
+
+    celeba = vaegan.build((56, 48, 3), vaegan.VAEGANConfig.paper("celeba", latent_dim=25), None)
+    v = jax.eval_shape(lambda k: vaegan.init_variables(celeba, k), jax.random.key(0))
+    assert len(v["params"]["encoder"]["stack"]["convs"]) == 4 and len(v["params"]["decoder"]["deconvs"]) == 4
+    assert v["params"]["decoder"]["linear"]["kernel"].shape == (1, 25, 3 * 3 * 512)
+    assert vaegan_nets.decoder_sizes((56, 48, 3)) == [(3, 3), (7, 6), (14, 12), (28, 24), (56, 48)]
+    out = jax.eval_shape(lambda v, z: vaegan.decode(celeba, v, z), v, jax.ShapeDtypeStruct((4, 25), jnp.float32))
+    assert out.shape == (4, 56, 48, 3)
+
+
+def test_paper_settings():
+    emnist = vaegan.VAEGANConfig.paper("emnist")
+    assert [emnist.weight(c) for c in range(10)] == [2.75, 5.6, 2.5, 2.5, 2.5, 2.5, 2.5, 2.5, 2.25, 2.5]
+    assert emnist.weight(None) == 3.0 and emnist.train.epochs == 30
+    fashion = vaegan.VAEGANConfig.paper("fashion_mnist")
+    assert (fashion.weight(3), fashion.weight(None), fashion.train.epochs) == (2.75, 2.75, 60)
+    fonts, celeba = vaegan.VAEGANConfig.paper("fonts"), vaegan.VAEGANConfig.paper("celeba")
+    assert (fonts.weight(0), fonts.train.epochs, celeba.weight(1), celeba.train.epochs, celeba.latent_dim) == (3.0, 10, 3.0, 30, 10)
+    t = fonts.train
+    assert (t.learning_rate, t.lr_decay, t.weight_decay, t.batch_size, t.b1, t.b2) == (0.005, 0.9, 1e-4, 100, 0.5, 0.9)
+
+
+# --- routing --------------------------------------------------------------------------------------
+
+
+def test_encode_decode_route_each_example_to_its_class_model():
+    vae, v = _tiny([2, 5, 7])
+    # Make the decoders unmistakable: class 5's output bias pushes every pixel to ~1, class 7's to ~0.
+    last = v["params"]["decoder"]["deconvs"][len(v["params"]["decoder"]["deconvs"]) - 1]
+    last["bias"] = nnx.Param(last["bias"][...].at[1].set(20.0).at[2].set(-20.0))
+    z = vaegan.sample_latents(jax.random.key(1), 6, 10)
+    y = jnp.array([5, 7, 2, 5, 7, 2])
+    x = vaegan.decode(vae, v, z, y)
+    assert float(x[y == 5].min()) > 0.99 and float(x[y == 7].max()) < 0.01
+    assert 0.05 < float(x[y == 2].mean()) < 0.95
+    assert not np.allclose(vaegan.decode(vae, v, z, jnp.array([2, 2, 2, 2, 2, 2])), x, atol=1e-3)  # the wrong label differs
+
+    images = jax.random.uniform(jax.random.key(2), (6, *TINY))
+    mu = vaegan.encode(vae, v, images, y)
+    # each example's code is its own class model's: run the encoder of model k alone on everything
+    enc = vaegan.net_variables(v, "encoder")
+    run_alone = jax.jit(lambda v: models.apply_graph(vae.graph("encoder"), v, images)[0][0])
+    alone = [run_alone(jax.tree.map(lambda a: a[k], enc)) for k in range(3)]
+    want = jnp.stack(alone)[vaegan.model_index(vae, y), jnp.arange(6)]
+    np.testing.assert_allclose(mu, want, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(alone[0], alone[1], rtol=0.1, atol=0)  # the class models differ (untrained: tiny codes)
+    # both routes are the same function; jit and vmap agree with eager
+    np.testing.assert_allclose(vaegan.encode(vae, v, images, y, route="select"), mu, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(vaegan.decode(vae, v, z, y, route="select"), x, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(jax.jit(lambda v, z, y: vaegan.decode(vae, v, z, y))(v, z, y), x, rtol=1e-5, atol=1e-6)
+    restarts = jnp.stack([z, -z])
+    np.testing.assert_allclose(jax.vmap(lambda zz: vaegan.decode(vae, v, zz, y))(restarts)[1], vaegan.decode(vae, v, -z, y), rtol=1e-5, atol=1e-6)
+    grads = jax.grad(lambda zz: vaegan.decode(vae, v, zz, y).sum())(z)  # what the on-manifold attack differentiates
+    assert grads.shape == z.shape and bool(jnp.all(jnp.isfinite(grads)))
+    assert vaegan.model_index(vae, jnp.array([7, 2, 5])).tolist() == [2, 0, 1]
+
+
+def test_class_agnostic_model_ignores_labels():
+    vae, v = _tiny(None)
+    assert vae.num_models == 1 and vae.class_agnostic
+    z = vaegan.sample_latents(jax.random.key(1), 4, 10)
+    np.testing.assert_array_equal(vaegan.decode(vae, v, z), vaegan.decode(vae, v, z, jnp.array([0, 3, 9, 12])))
+    rows, counts = vaegan_train.class_rows(np.array([3, 1, 3, 0]), None)
+    assert rows.tolist() == [[0, 1, 2, 3]] and counts.tolist() == [4]
+    rows, counts = vaegan_train.class_rows(np.array([3, 1, 3, 0, 3]), [3, 0])
+    assert rows.tolist() == [[0, 2, 4], [3, 0, 0]] and counts.tolist() == [3, 1]
+
+
+def test_samples_lie_in_the_latent_box():
+    z = np.asarray(vaegan.sample_latents(jax.random.key(0), 5000, 10))
+    assert np.abs(z).max() <= 2.0 and 0.7 < z.std() < 0.9  # N(0, 1) truncated to [-2, 2] has std 0.88
+
+
+# --- training -------------------------------------------------------------------------------------
+
+
+def test_three_gradients_from_one_pass_equal_three_separate_losses():
+    vae, v = _tiny([0])
+    v = jax.tree.map(lambda a: a[0], v)
+    x = jax.random.uniform(jax.random.key(1), (8, *TINY))
+    eps = jax.random.normal(jax.random.key(2), (8, 10))
+    lam = 3.0
+    P, S = v["params"], v["batch_stats"]
+
+    def forward(pe, pd, pdis):  # a plain forward pass per loss: what three jax.grad calls would do
+        net = lambda n, p, inp: models.apply_graph(vae.graph(n), {"params": p, "batch_stats": S[n]}, inp, train=True)[0]  # noqa: E731
+        mu, lv = net("encoder", pe, x)
+        xh = net("decoder", pd, mu + jnp.exp(0.5 * lv) * eps)
+        return mu, lv, xh, net("discriminator", pdis, x), net("discriminator", pdis, xh)
+
+    @jax.jit
+    def separate(w):
+        def l_enc(pe):
+            mu, lv, xh, _, df = forward(pe, P["decoder"], P["discriminator"])
+            return lam * jnp.sum(jnp.abs(x - xh)) + jnp.sum(vaegan_losses.kl_divergence(mu, lv)) - w * jnp.sum(jax.nn.log_sigmoid(df))
+
+        def l_dec(pd):
+            _, _, xh, _, df = forward(P["encoder"], pd, P["discriminator"])
+            return lam * jnp.sum(jnp.abs(x - xh)) - jnp.sum(jax.nn.log_sigmoid(df))
+
+        def l_dis(pdis):
+            _, _, _, dr, df = forward(P["encoder"], P["decoder"], pdis)
+            return -jnp.sum(jax.nn.log_sigmoid(dr) + jax.nn.log_sigmoid(-df))
+
+        return {"encoder": jax.grad(l_enc)(P["encoder"]), "decoder": jax.grad(l_dec)(P["decoder"]), "discriminator": jax.grad(l_dis)(P["discriminator"])}
+
+    last_deconv = f"['deconvs'][{len(P['decoder']['deconvs']) - 1}]"
+    for w in (0.0, 1.0):  # the paper's encoder loss, and the original code's (with the GAN term)
+        grads, _, _ = jax.jit(vaegan_losses.gradients, static_argnums=(0, 5))(vae, v, x, eps, lam, w)
+        want = separate(w)
+        for net in vaegan.NETS:
+            for (path, got), ref in zip(jax.tree_util.tree_leaves_with_path(grads[net]), jax.tree.leaves(want[net])):
+                name = jax.tree_util.keystr(path)
+                if name.endswith("['bias'].value") and ("['stack']['convs']" in name or "['deconvs']" in name and last_deconv not in name):
+                    # conv biases that feed batch norm: the true gradient is 0, both sides are rounding noise
+                    assert float(jnp.abs(got).max()) < 1e-2 and float(jnp.abs(ref).max()) < 1e-2, name
+                    continue
+                np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-4 * float(jnp.abs(ref).max()) + 1e-6, err_msg=f"{w} {net} {name}")
+    assert not np.allclose(grads["encoder"]["mean"]["kernel"], jax.jit(vaegan_losses.gradients, static_argnums=(0, 5))(vae, v, x, eps, lam, 0.0)[0]["encoder"]["mean"]["kernel"])
+
+
+def test_learns_fonts_letters_and_reconstructs_held_out_ones(fonts, tmp_path):
+    train, test = fonts
+    result = vaegan_train.train(train, _cfg(10), classes=[0], progress=False)
+    assert result.history[-1]["l1"][0] < 0.5 * result.history[0]["l1"][0]
+    errors = report.reconstruction_errors(result.vae, result.variables, test, reference=train)
+    a = errors["0"]
+    assert a["n"] == 200  # the test split: new transforms the model never saw
+    # clearly better than the class's mean training image (which scores ~0.134)
+    assert a["l1"] < 0.75 * a["mean_image_l1"], a
+    assert a["l2"] < a["mean_image_l2"], a
+    paths = report.write_quality_report(result.vae, result.variables, test, tmp_path, reference=train, per_class=6)
+    assert json.loads(paths["errors"].read_text())["0"]["l1"] == pytest.approx(a["l1"])
+    assert paths["samples"].stat().st_size > 1000 and paths["reconstructions"].stat().st_size > 1000
+
+
+def test_vmapped_class_models_equal_separately_trained_ones(fonts, stacked):
+    train, test = fonts
+    alone = vaegan_train.train(train, _cfg(2), classes=[1], seed=3, progress=False)
+    for h_stack, h_alone in zip(stacked.history, alone.history):
+        for m in vaegan_train.METRICS:
+            np.testing.assert_allclose(h_stack[m][1], h_alone[m][0], rtol=2e-3, err_msg=m)
+    # Compare the functions, not every leaf: conv biases feed batch norm, so their gradient is zero
+    # up to rounding and Adam turns that rounding noise (which differs between the vmapped and the
+    # single program) into lr-sized steps; the networks' outputs are unaffected.
+    probe = jnp.asarray(test.images[test.labels == 1][:50], jnp.float32) / 255.0
+    y = jnp.ones(50, jnp.int32)
+    mu_stack, mu_alone = vaegan.encode(stacked.vae, stacked.variables, probe, y), vaegan.encode(alone.vae, alone.variables, probe, y)
+    np.testing.assert_allclose(mu_stack, mu_alone, atol=2e-2 * float(jnp.abs(mu_alone).max()))
+    rec_stack = vaegan.decode(stacked.vae, stacked.variables, mu_alone, y)
+    rec_alone = vaegan.decode(alone.vae, alone.variables, mu_alone, y)
+    assert float(jnp.abs(rec_stack - rec_alone).max()) < 2e-2
+    other = vaegan.decode(stacked.vae, stacked.variables, mu_alone, jnp.zeros(50, jnp.int32))  # class A's model
+    assert float(jnp.abs(other - rec_alone).mean()) > 10 * float(jnp.abs(rec_stack - rec_alone).mean())
+
+
+def test_resume_equals_uninterrupted(fonts, stacked, tmp_path):
+    train, _ = fonts
+
+    def kill_after_first_epoch(epoch, metrics):
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        vaegan_train.train(train, _cfg(2), classes=[0, 1], seed=3, checkpoint_dir=tmp_path, progress=False, callback=kill_after_first_epoch)
+    seen = []
+    resumed = vaegan_train.train(train, _cfg(2), classes=[0, 1], seed=3, checkpoint_dir=tmp_path, progress=False,
+                                 callback=lambda e, m: seen.append(e))
+    assert seen == [1]  # epoch 0 came from the checkpoint
+    assert len(resumed.history) == 2
+    np.testing.assert_allclose(resumed.history[0]["l1"], stacked.history[0]["l1"], rtol=1e-6)
+    same = jax.tree.map(lambda a, b: bool(np.allclose(a, b, atol=1e-6)), resumed.variables, stacked.variables)
+    assert all(jax.tree.leaves(same))
+    # a finished run is returned from its checkpoint without training; another config is refused
+    again = vaegan_train.train(train, _cfg(2), classes=[0, 1], seed=3, checkpoint_dir=tmp_path, progress=False,
+                               callback=lambda e, m: seen.append(e))
+    assert seen == [1] and len(again.history) == 2
+    with pytest.raises(ValueError, match="reconstruction_weight"):
+        vaegan_train.train(train, _cfg(2, reconstruction_weight=2.0), classes=[0, 1], seed=3, checkpoint_dir=tmp_path, progress=False)
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+def test_bad_inputs_raise(fonts):
+    vae, v = _tiny([0, 1, 2])
+    x = jnp.zeros((4, *TINY), jnp.float32)
+    z = jnp.zeros((4, 10), jnp.float32)
+    with pytest.raises(ValueError, match=r"labels \[7\] have no trained model; .*classes \[0, 1, 2\]"):
+        vaegan.encode(vae, v, x, jnp.array([0, 1, 7, 2]))
+    with pytest.raises(ValueError, match="no trained model"):
+        vaegan.decode(vae, v, z, jnp.array([0, -1, 1, 2]))
+    with pytest.raises(ValueError, match=r"latents must be float32\[batch, 10\].*latent size is 10"):
+        vaegan.decode(vae, v, jnp.zeros((4, 9)), jnp.zeros(4, jnp.int32))
+    with pytest.raises(ValueError, match=r"\[batch, 8, 8, 1\]"):
+        vaegan.encode(vae, v, jnp.zeros((4, 28, 28, 1)), jnp.zeros(4, jnp.int32))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        vaegan.encode(vae, v, jnp.full((4, *TINY), 2.0), jnp.zeros(4, jnp.int32))
+    with pytest.raises(ValueError, match=r"labels int\[4\]"):
+        vaegan.encode(vae, v, x)
+    with pytest.raises(ValueError, match=r"labels must be int\[4\]"):
+        vaegan.decode(vae, v, z, jnp.zeros(3, jnp.int32))
+    with pytest.raises(ValueError, match="integers"):
+        vaegan.decode(vae, v, z, jnp.zeros(4))
+    with pytest.raises(ValueError, match="route must be one of"):
+        vaegan.decode(vae, v, z, jnp.zeros(4, jnp.int32), route="loop")
+    with pytest.raises(ValueError, match="known: fonts, emnist, fashion_mnist, celeba"):
+        vaegan.VAEGANConfig.paper("mnist")
+    with pytest.raises(ValueError, match="even"):
+        vaegan.build(TINY, vaegan.VAEGANConfig(kernels=(4, 5, 4)), [0])
+    with pytest.raises(ValueError, match="distinct labels"):
+        vaegan.build((28, 28, 1), _cfg(1), [1, 1])
+    train, _ = fonts
+    with pytest.raises(ValueError, match=r"classes \[10\] are not labels of fonts"):
+        vaegan_train.train(train, _cfg(1), classes=[0, 10], progress=False)
+    with pytest.raises(ValueError, match="'all', None"):
+        vaegan_train.train(train, _cfg(1), classes="every", progress=False)
+    with pytest.raises(ValueError, match="no training images for classes \\[3\\]"):
+        vaegan_train.class_rows(np.array([0, 1, 2]), [1, 3])
