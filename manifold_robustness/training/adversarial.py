@@ -36,7 +36,8 @@ from manifold_robustness import attacks
 from manifold_robustness.training.methods import MethodContext, halves, mixture, register
 
 VAEGAN_HINT = (
-    "train the class-specific VAE-GANs first (manifold_robustness.manifolds.vaegan) and pass "
+    "train the class-specific VAE-GANs first (manifold_robustness.manifolds.vaegan_train.train(...), "
+    "encode the training images with manifold_robustness.manifolds.vaegan.encode) and pass "
     "MethodContext(decode_fn=..., arrays={'decoder': params}) plus extra_arrays={'latent': codes}"
 )
 
