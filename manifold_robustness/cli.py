@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad arguments or input (a message says what to change),
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -79,6 +80,44 @@ def cmd_data_samples(args) -> int:
     return 0
 
 
+def _parse_classes(text: str):
+    if text == "all":
+        return "all"
+    if text == "agnostic":
+        return None
+    try:
+        return [int(c) for c in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--classes must be 'all', 'agnostic' or labels like 0,1,2; got {text!r}") from None
+
+
+def cmd_vaegan_train(args) -> int:
+    import dataclasses
+
+    import numpy as np
+
+    from manifold_robustness import data
+    from manifold_robustness.manifolds import vaegan, vaegan_train
+    from manifold_robustness.report.vaegan import write_quality_report
+
+    name, classes = args.dataset, _parse_classes(args.classes)
+    kwargs = {"config": _fonts_config(args)} if name == "fonts" else {"source_dir": args.source_dir}
+    train = data.load(name, "train", args.limit, data_dir=args.data_dir, dtype=np.uint8, **kwargs)
+    test = data.load(name, "test", data_dir=args.data_dir, dtype=np.uint8, **kwargs)
+    overrides = {k: v for k, v in (("latent_dim", args.latent_dim), ("channels", args.channels)) if v is not None}
+    config = vaegan.VAEGANConfig.paper(name, **overrides)
+    if args.epochs is not None:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=args.epochs))
+    checkpoints = args.checkpoint_dir or str(Path(args.out) / "checkpoints")
+    result = vaegan_train.train(train, config, classes=classes, seed=args.train_seed, checkpoint_dir=checkpoints, progress=not args.quiet)
+    paths = write_quality_report(result.vae, result.variables, test, args.out, reference=train)
+    errors = json.loads(Path(paths["errors"]).read_text())["all"]
+    print(f"VAE-GAN {name}: test reconstruction L1 {errors['l1']:.4f} (class mean image {errors['mean_image_l1']:.4f}), "
+          f"L2 {errors['l2']:.3f} (class mean image {errors['mean_image_l2']:.3f})")
+    print(f"checkpoints in {Path(checkpoints).resolve()}; report in {Path(args.out).resolve()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m manifold_robustness",
@@ -102,6 +141,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rows", type=int, default=8, help="rows of ten letters")
     s.add_argument("--which", choices=("train", "test"), default="train")
     s.set_defaults(func=cmd_data_samples)
+
+    vae_p = sub.add_parser("vaegan", help="learned manifolds: class-specific VAE-GANs")
+    vae_sub = vae_p.add_subparsers(dest="vaegan_command", required=True)
+    t = vae_sub.add_parser("train", help="train one VAE-GAN per class (all at once), then write a quality report")
+    t.add_argument("--dataset", choices=("fonts", "emnist", "fashion_mnist", "celeba"), default="fonts")
+    t.add_argument("--classes", default="all", help="'all' (default), 'agnostic' (one model on all data) or labels, e.g. 0,1")
+    t.add_argument("--limit", type=int, default=None, help="train on the first N training images (default: all)")
+    t.add_argument("--epochs", type=int, default=None, help="default: the paper's (FONTS 10, EMNIST 30, F-MNIST 60, CelebA 30)")
+    t.add_argument("--latent-dim", type=int, default=None, help="default 10 (the original code used 25 on CelebA)")
+    t.add_argument("--channels", type=int, default=None, help="first layer's channels (default 64, doubling per layer)")
+    t.add_argument("--train-seed", type=int, default=0, help="initialisation and shuffling seed (default 0)")
+    t.add_argument("--source-dir", default=None, help="folder with the original dataset files (not FONTS)")
+    t.add_argument("--out", default="results/vaegan", help="report folder (default results/vaegan)")
+    t.add_argument("--checkpoint-dir", default=None, help="default <out>/checkpoints; a rerun resumes or returns the finished models")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_fonts_args(t)
+    t.set_defaults(func=cmd_vaegan_train)
     return parser
 
 

@@ -213,6 +213,19 @@ def test_learns_fonts_letters_and_reconstructs_held_out_ones(fonts, tmp_path):
     assert paths["samples"].stat().st_size > 1000 and paths["reconstructions"].stat().st_size > 1000
 
 
+def test_cli_trains_and_writes_the_report(tmp_path, capsys):
+    from manifold_robustness import cli
+
+    fonts = ["--num-fonts", "100", "--repetitions", "12", "--test-repetitions", "2"]  # the small_fonts build
+    args = ["vaegan", "train", "--dataset", "fonts", "--classes", "0", "--channels", "16", "--epochs", "1", "--quiet", "--out", str(tmp_path), *fonts]
+    assert cli.main(args) == 0
+    assert "test reconstruction L1" in capsys.readouterr().out
+    assert (tmp_path / "samples.png").exists() and (tmp_path / "reconstructions.png").exists()
+    assert json.loads((tmp_path / "checkpoints" / "config.json").read_text())["classes"] == [0]
+    assert cli.main([*args[:4], "--classes", "A,B"]) == 2
+    assert "--classes must be 'all', 'agnostic' or labels" in capsys.readouterr().err
+
+
 def test_vmapped_class_models_equal_separately_trained_ones(fonts, stacked):
     train, test = fonts
     alone = vaegan_train.train(train, _cfg(2), classes=[1], seed=3, progress=False)

@@ -229,12 +229,14 @@ def _route(vae: VAEGAN, net_vars: dict, graph, inputs: jax.Array, labels, route:
     """Apply each example's model (eval mode).  Same function either way (a test checks it):
 
     - "gather" (default): gather each example's parameters and run them one example at a time
-      under vmap.  Measured on 2 CPU cores, 10 classes, batch 100 (28×28, best of 5): encode 134 ms,
-      decode 141 ms, decode + gradient w.r.t. z 188 ms.  Memory grows with batch × one model's
-      parameters (~2.7 MB per example for the 28×28 decoder).
+      under vmap.  Measured on 2 CPU cores, 10 classes, batch 100 (28×28, best of 3,
+      ``benchmarks/vaegan_throughput.py --routing``): encode 124 ms, decode 127 ms, decode +
+      gradient w.r.t. z 175 ms.  Memory grows with batch × one model's parameters (~2.7 MB per
+      example for the 28×28 decoder).
     - "select": run every model on the whole batch and keep each example's own output: 10× the
-      work; 520, 386 and 812 ms for the same three.  Memory grows with classes × activations.
-    At batch 500 gather is still faster (decode 0.91 s against 1.14 s), by less.
+      work; 310, 217 and 539 ms for the same three.  Memory grows with classes × activations.
+    At batch 500 gather is still faster (decode 0.96 s against 1.17 s, with its gradient 1.2 s
+    against 3.2 s).
     """
     apply = lambda v, x: models.apply_graph(graph, v, x, train=False)[0]  # noqa: E731
     if vae.num_models == 1:

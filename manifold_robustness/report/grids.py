@@ -29,7 +29,9 @@ def save_image_grid(
         images = images.astype(np.float32) / 255.0
     n = images.shape[0]
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * cell_inches, nrows * cell_inches + (0.4 if title else 0)))
+    title_inches = 0.4 if title else 0.0
+    height = nrows * cell_inches + title_inches
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * cell_inches, height))
     axes = np.atleast_2d(axes).reshape(nrows, ncols)
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
@@ -40,7 +42,7 @@ def save_image_grid(
             ax.set_title(col_titles[i], fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.2)
+    fig.tight_layout(pad=0.2, rect=(0, 0, 1, 1 - title_inches / height))  # keep the title's strip free
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -97,9 +97,7 @@ def write_quality_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(0) if key is None else key
-    names = getattr(dataset, "class_names", None)
     classes = _class_labels(vae, dataset)
-    title = lambda c: names[c] if names is not None and c < len(names) else str(c)  # noqa: E731
 
     errors = reconstruction_errors(vae, variables, dataset, reference=reference)
     errors_path = out / "reconstruction_errors.json"
@@ -125,6 +123,6 @@ def write_quality_report(
     err = errors["all"]
     recon_path = save_image_grid(
         grid, out / "reconstructions.png", ncols=per_class,
-        title=f"test images / reconstructions (rows in pairs: {', '.join(title(c) for c in classes)}); L1 {err['l1']:.3f}, L2 {err['l2']:.2f}",
+        title=f"test images and their reconstructions, a pair of rows per class; L1 {err['l1']:.3f}, L2 {err['l2']:.2f}",
     )
     return {"errors": errors_path, "samples": samples_path, "reconstructions": recon_path}
