@@ -1,0 +1,1 @@
+"""Experiment runner: config → runs, the orbax results store, resume, sharding the grid."""
