@@ -36,6 +36,7 @@ class TrainResult:
     variables: Any
     history: list[dict]
     test: dict | None
+    opt_state: Any = None  # the optimiser state after the last epoch (leading seed axis)
 
     def variables_for(self, index: int) -> Any:
         """The variables of the ``index``-th seed (no seed axis)."""
@@ -164,7 +165,7 @@ def train(
 
     variables = state["variables"]
     test = evaluate(classifier, variables, test_data, config.eval_batch_size) if test_data is not None else None
-    return TrainResult(classifier, seeds, variables, history, test)
+    return TrainResult(classifier, seeds, variables, history, test, state["opt_state"])
 
 
 def _pack_history(history: list[dict]) -> dict:

@@ -1,0 +1,201 @@
+"""Experiment configs: one ``ml_collections.ConfigDict`` per dataset, presets, overrides, checks.
+
+The files in ``experiments/`` (``fonts.py``, ``fashion_mnist.py``, ``emnist.py``, ``celeba.py``)
+each define ``get_config(preset)`` on top of :func:`base`, which holds the paper's settings with
+their source in the reference digest.  :func:`load` turns ``"fonts:quick"`` (or a path
+``experiments/fonts.py:quick``) plus ``key=value`` overrides into a checked config.
+
+Fields (paper defaults; digest section in brackets):
+
+- ``dataset``; ``data``: dataset options (FONTS build: ``num_fonts``, ``repetitions``, …;
+  other datasets: ``source_dir``).
+- ``model``: classifier architecture (``cnn`` [§6.1]).
+- ``methods``, ``sizes`` (N), ``seeds``: the grid [§6.2: N from 250 to 40k, 5 seeds].
+- ``train``: ``training.TrainConfig`` fields [§6.2: Adam lr 0.01 ×0.95/epoch, wd 1e-4, batch 100,
+  20 epochs].
+- ``adversarial``: ``eps`` 0.3, ``eta`` 0.3 and the inner attack's ``iterations`` 40 [§6.3].
+- ``eval``: ``test_examples`` (test error on this many test images), ``regular_examples`` 1000 and
+  ``on_manifold_examples`` 2500 attacked test images, ``restarts`` 5, ``iterations`` 40,
+  ``batch`` (attack chunk; ~100 is fastest on CPU) [§5].
+- ``distances``: distance to the manifold for the runs of ``methods`` at ``sizes`` (empty: the
+  largest N) and ``seeds``, on ``examples`` test images (FONTS: true manifold) [§5.4, Fig. 3].
+- ``gallery``: test images kept with their adversarial examples per run (claim 2's figure).
+- ``vaegan``: the class VAE-GANs for learned-manifold methods/attacks (``epochs``: 0 = the
+  paper's; ``on_learned``: attack on the learned manifold even when no method needs it).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Iterable
+
+import ml_collections
+
+DATASETS = ("fonts", "fashion_mnist", "emnist", "celeba")
+LEARNED_METHODS = ("on_learned_manifold_at", "on_data_manifold_at", "combined_learned", "random_learned_latent")
+TRUE_METHODS = ("on_true_manifold_at", "combined_true", "random_true_latent")
+EXPERIMENTS_ENV = "MANIFOLD_ROBUSTNESS_EXPERIMENTS"
+PAPER_SIZES = (250, 500, 1000, 2500, 5000, 10000, 20000, 40000)
+
+
+def base(dataset: str) -> ml_collections.ConfigDict:
+    """The paper's settings for ``dataset`` (the ``paper`` preset before dataset specifics)."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    c = ml_collections.ConfigDict()
+    c.dataset = dataset
+    c.data = ml_collections.ConfigDict()
+    if dataset == "fonts":  # paper §4: 1000 fonts × 10 letters × 112 transforms, Hard ranges
+        c.data.num_fonts = 1000
+        c.data.repetitions = 112
+        c.data.test_repetitions = 16
+        c.data.difficulty = "hard"
+        c.data.seed = 0
+    else:
+        c.data.source_dir = ""  # "" = the loader's default / environment variable
+    c.model = "cnn"
+    learned = () if dataset == "celeba" else ("on_learned_manifold_at",)
+    own = ("on_true_manifold_at",) if dataset == "fonts" else learned
+    c.methods = ("normal", "regular_at", *own, "adversarial_transformation", "augment")
+    c.sizes = PAPER_SIZES
+    c.seeds = (0, 1, 2, 3, 4)
+    c.train = ml_collections.ConfigDict(dict(epochs=20, batch_size=100, learning_rate=0.01, lr_decay=0.95,
+                                             weight_decay=1e-4, b1=0.5, b2=0.9, eval_batch_size=500))
+    c.adversarial = ml_collections.ConfigDict(dict(eps=0.3, eta=0.3, iterations=40))
+    c.eval = ml_collections.ConfigDict(dict(test_examples=10000, regular_examples=1000, on_manifold_examples=2500,
+                                            restarts=5, iterations=40, eps=0.3, eta=0.3, batch=100))
+    c.distances = ml_collections.ConfigDict(dict(methods=("normal",) if dataset == "fonts" else (), sizes=(),
+                                                 seeds=(0,), examples=1000))
+    c.gallery = 8
+    c.vaegan = ml_collections.ConfigDict(dict(epochs=0, channels=64, latent_dim=10, on_learned=dataset != "fonts"))
+    return c
+
+
+def uses_learned_manifold(c: ml_collections.ConfigDict) -> bool:
+    return bool(c.vaegan.on_learned) or any(m in LEARNED_METHODS for m in c.methods)
+
+
+def check(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Refuse configs that cannot run, saying what is wrong; returns ``c``."""
+    from manifold_robustness import models
+    from manifold_robustness.training import METHODS
+
+    if c.dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {c.dataset!r}; known: {', '.join(DATASETS)}")
+    if c.model not in models.ARCHITECTURES:
+        raise ValueError(f"unknown model {c.model!r}; known: {', '.join(models.ARCHITECTURES)}")
+    unknown = [m for m in c.methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(map(repr, unknown))}; known: {', '.join(METHODS)}")
+    if not c.methods or not c.sizes or not c.seeds:
+        raise ValueError("methods, sizes and seeds must each name at least one value")
+    if len(set(c.methods)) != len(c.methods) or len(set(c.sizes)) != len(c.sizes) or len(set(c.seeds)) != len(c.seeds):
+        raise ValueError("methods, sizes and seeds must not repeat values")
+    if c.dataset != "fonts":
+        bad = [m for m in c.methods if m in TRUE_METHODS]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} need FONTS' true manifold; dataset is {c.dataset!r}")
+    if c.dataset == "celeba" and uses_learned_manifold(c):
+        raise ValueError("learned-manifold methods/attacks on CelebA need class VAE-GANs with 4 layers at 56×48; "
+                         "set vaegan.on_learned=False and drop the on-learned methods")
+    if any(int(n) < c.train.batch_size // 2 for n in c.sizes):
+        raise ValueError(f"every N in sizes must be >= half a batch ({c.train.batch_size // 2}); got {tuple(c.sizes)}")
+    for name in ("test_examples", "regular_examples", "on_manifold_examples", "batch", "restarts"):
+        if int(c.eval[name]) < 1:
+            raise ValueError(f"eval.{name} must be >= 1; got {c.eval[name]}")
+    if c.eval.regular_examples > c.eval.test_examples or c.eval.on_manifold_examples > c.eval.test_examples:
+        raise ValueError("eval.regular_examples and eval.on_manifold_examples must not exceed eval.test_examples")
+    unknown = [m for m in c.distances.methods if m not in c.methods]
+    if unknown:
+        raise ValueError(f"distances.methods {unknown} are not among the config's methods {tuple(c.methods)}")
+    if c.distances.methods and c.dataset != "fonts":
+        raise ValueError("distances to the manifold are measured on FONTS' true manifold only; set distances.methods=()")
+    return c
+
+
+def resolved(c: ml_collections.ConfigDict) -> dict:
+    """The config as plain JSON-able data (tuples as lists)."""
+    import json
+
+    return json.loads(json.dumps(c.to_dict(), default=list))
+
+
+def experiments_dirs() -> list[Path]:
+    """Where short config names are looked up: $MANIFOLD_ROBUSTNESS_EXPERIMENTS, ./experiments and
+    the source checkout's experiments folder."""
+    import os
+
+    dirs = [Path(p) for p in os.environ.get(EXPERIMENTS_ENV, "").split(os.pathsep) if p]
+    dirs += [Path.cwd() / "experiments", Path(__file__).resolve().parents[2] / "experiments"]
+    return [d for d in dict.fromkeys(dirs) if d.is_dir()]
+
+
+def _module(path: Path):
+    spec = importlib.util.spec_from_file_location(f"_mr_experiment_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load(spec: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
+    """``spec`` = ``NAME[:PRESET]`` (``fonts:quick``; a name found in :func:`experiments_dirs`) or
+    ``PATH.py[:PRESET]``; ``overrides`` = ``key.sub=value`` strings (Python literals; a bare word
+    is a string; ``a,b`` is a tuple).  Unknown names, presets and keys list the known ones."""
+    name, _, preset = spec.partition(":")
+    path = Path(name)
+    if path.suffix != ".py":
+        found = [d / f"{name}.py" for d in experiments_dirs() if (d / f"{name}.py").is_file()]
+        if not found:
+            known = sorted({p.stem for d in experiments_dirs() for p in d.glob("*.py") if not p.stem.startswith("_")})
+            raise ValueError(f"unknown experiment {name!r}; known: {', '.join(known) or '(no experiments folder found)'}")
+        path = found[0]
+    elif not path.is_file():
+        raise ValueError(f"config file {path} does not exist")
+    module = _module(path)
+    presets = tuple(getattr(module, "PRESETS", ("paper",)))
+    preset = preset or presets[0]
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r} for {path.stem}; known: {', '.join(presets)}")
+    c = module.get_config(preset)
+    for item in overrides:
+        apply_override(c, item)
+    return check(c)
+
+
+def _parse(text: str, current):
+    if isinstance(current, (tuple, list)):
+        parts = [p for p in text.strip("()[] ").split(",") if p.strip()]
+        return tuple(_parse(p.strip(), current[0] if current else "") for p in parts)
+    if isinstance(current, str):
+        return text
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def apply_override(c: ml_collections.ConfigDict, item: str) -> None:
+    """Set ``key.sub=value`` in ``c`` (the key must exist; the type must fit)."""
+    key, sep, text = item.partition("=")
+    if not sep:
+        raise ValueError(f"override {item!r} must look like key=value (e.g. sizes=250,1000 or train.epochs=5)")
+    parts = key.strip().split(".")
+    node = c
+    for p in parts[:-1]:
+        if p not in node or not isinstance(node[p], ml_collections.ConfigDict):
+            raise ValueError(f"unknown config key {key!r}; known at this level: {', '.join(sorted(node.keys()))}")
+        node = node[p]
+    leaf = parts[-1]
+    if leaf not in node:
+        raise ValueError(f"unknown config key {key!r}; known at this level: {', '.join(sorted(node.keys()))}")
+    value = _parse(text.strip(), node[leaf])
+    if isinstance(node[leaf], float) and isinstance(value, int):
+        value = float(value)
+    try:
+        node[leaf] = value
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"override {item!r}: {e}") from None
