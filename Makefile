@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine (see README.md):
-#   make run   - set up, build FONTS and write a grid of sample letters
+#   make run   - set up, run the FONTS `quick` experiment (~10 min on 2 cores) and write the four-claims report
 #   make test  - set up, run the test suite
 PY := .venv/bin/python
 RESULTS ?= results
@@ -12,6 +12,8 @@ setup:
 run: setup
 	$(PY) -m manifold_robustness data build --progress
 	$(PY) -m manifold_robustness data samples --out $(RESULTS)/fonts_samples.png
+	$(PY) -m manifold_robustness experiment run --config fonts:quick --results $(RESULTS)/fonts_quick
+	$(PY) -m manifold_robustness report --results $(RESULTS)/fonts_quick
 
 test: setup
 	$(PY) -m pytest -q -n 2 --dist loadfile

@@ -118,6 +118,176 @@ def cmd_vaegan_train(args) -> int:
     return 0
 
 
+# -- experiments --------------------------------------------------------------------------------
+
+
+def _load_config(args):
+    from manifold_robustness.runner import config
+
+    return config.load(args.config, args.override or [])
+
+
+def _mesh(args):
+    if not getattr(args, "data_parallel", False):
+        return None
+    import jax
+
+    from manifold_robustness import parallel
+
+    if jax.device_count() < 2:
+        print("note: --data-parallel with one device: nothing to shard", file=sys.stderr)
+        return None
+    return parallel.data_mesh()
+
+
+def _results_root(args, c) -> Path:
+    return Path(args.results or f"results/{c.dataset}_{args.config.partition(':')[2] or 'paper'}")
+
+
+def cmd_experiment_run(args) -> int:
+    from manifold_robustness.runner import experiment
+
+    c = _load_config(args)
+    root = _results_root(args, c)
+    counts = experiment.run(c, root, shard_spec=args.shard, progress=not args.quiet, mesh=_mesh(args))
+    states = experiment.status(c, root)
+    left = sum(v != "done" for v in states.values())
+    print(f"{counts['trained']} groups run now, {counts['skipped']} were finished; "
+          f"{len(states) - left}/{len(states)} runs of the whole grid done in {root}")
+    if left and args.shard in (None, "0/1"):
+        return 1
+    return 0
+
+
+def cmd_experiment_status(args) -> int:
+    from manifold_robustness.runner import experiment
+
+    c = _load_config(args)
+    root = _results_root(args, c)
+    states = experiment.status(c, root)
+    width = max((len(k.name) for k in states), default=10)
+    for key, state in states.items():
+        if args.all or state != "done":
+            print(f"{key.name:{width}s}  {state}")
+    counts = {s: sum(v == s for v in states.values()) for s in ("done", "partial", "pending")}
+    print(f"{root}: {counts['done']} done, {counts['partial']} partial, {counts['pending']} pending of {len(states)} runs")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from manifold_robustness.report import claims
+    from manifold_robustness.runner import config as config_lib, experiment
+    from manifold_robustness.runner.store import ResultsStore
+
+    store = ResultsStore(args.results)
+    exp = store.experiment()
+    if exp is None:
+        raise ValueError(f"{args.results} is not a results folder (no experiment.json); run `experiment run` first")
+    import ml_collections
+
+    c = ml_collections.ConfigDict(exp["config"])
+    planned = experiment.planned_runs(c)
+    records = store.records()
+    out = Path(args.out or Path(args.results) / "report")
+    report = claims.write_report(records, out, planned=planned, experiment=exp)
+    for claim, v in report.verdicts.items():
+        print(f"{claim}: {v['verdict']} - {v['reason']}")
+    print(f"report: {(out / 'REPORT.md').resolve()} (and report.html)")
+    del config_lib
+    return 0
+
+
+def cmd_train(args) -> int:
+    from manifold_robustness.runner import config, experiment
+
+    overrides = [f"methods={args.method}", f"sizes={args.n}", f"seeds={args.seeds}", "distances.methods=()",
+                 f"eval.regular_examples={args.attack_examples}", f"eval.on_manifold_examples={args.attack_examples}",
+                 *([f"train.epochs={args.epochs}"] if args.epochs else []), *(args.override or [])]
+    c = config.load(args.config, overrides)
+    root = Path(args.results or f"results/train/{c.dataset}_{args.method}_n{args.n}")
+    experiment.run(c, root, progress=not args.quiet, mesh=_mesh(args))
+    from manifold_robustness.runner.store import ResultsStore
+
+    for rec in ResultsStore(root).records(arrays=False):
+        rates = ", ".join(f"{n} {v['success_rate']:.3f}" for n, v in rec.metrics["attacks"].items())
+        print(f"{rec.key.name}: test error {rec.metrics['test_error']:.4f}; success rate {rates}")
+    print(f"models in {root.resolve()}/runs (attack them with `attack --results {root}`)")
+    return 0
+
+
+def cmd_attack(args) -> int:
+    import jax
+    import ml_collections
+    import numpy as np
+
+    from manifold_robustness import attacks
+    from manifold_robustness.runner import experiment
+    from manifold_robustness.runner.records import RunKey
+    from manifold_robustness.runner.store import ResultsStore
+
+    store = ResultsStore(args.results)
+    exp = store.experiment()
+    if exp is None:
+        raise ValueError(f"{args.results} is not a results folder (no experiment.json)")
+    done = store.finished()
+    if not done:
+        raise ValueError(f"{args.results} has no finished run to attack")
+    key = RunKey.parse(args.run) if args.run else done[0]
+    if key not in done:
+        raise ValueError(f"run {key.name} is not finished in {args.results}; finished: {', '.join(k.name for k in done)}")
+    c = ml_collections.ConfigDict(exp["config"])
+    for item in (f"eval.regular_examples={args.examples}", f"eval.on_manifold_examples={args.examples}",
+                 f"eval.test_examples={max(args.examples, c.eval.test_examples)}"):
+        from manifold_robustness.runner.config import apply_override
+
+        apply_override(c, item)
+    s = experiment.prepare(c, store, progress=not args.quiet)
+    variables = store.load_model(key)["variables"]
+    names = {"linf": "regular", "l2": "regular", "on_true_manifold": "on_true", "on_learned_manifold": "on_learned",
+             "transformation": "regular"}
+    if args.attack not in names:
+        raise ValueError(f"unknown attack {args.attack!r}; known here: {', '.join(names)}")
+    kw = dict(iterations=args.iterations, restarts=args.restarts)
+    if args.eps is not None:
+        kw["eps"] = args.eps
+    if args.attack in ("on_true_manifold", "transformation"):
+        kw["ranges"] = s.ranges
+    if args.attack == "on_learned_manifold":
+        if s.vae is None:
+            raise ValueError("on_learned_manifold needs the experiment's VAE-GANs (vaegan.on_learned=True in its config)")
+        kw["decode_fn"] = s.learned_decode
+    if args.attack == "on_true_manifold" and c.dataset != "fonts":
+        raise ValueError("on_true_manifold needs FONTS")
+    attack = attacks.make(args.attack, **kw)
+    s.compiled.clear()
+    out = experiment.attack_model(c, s, jax.tree.map(np.asarray, variables), jax.random.key(args.seed), names[args.attack],
+                                  attack, args.examples, progress=not args.quiet)
+    summary = experiment.summarize_attack(out, attack)
+    print(f"{key.name}, {args.attack} (eps {summary['eps']}, {summary['iterations']} iterations, {summary['restarts']} restarts) "
+          f"on {summary['num_examples']} test images ({summary['num_correct']} correctly classified):")
+    print(f"  success rate {summary['success_rate']:.4f} (paper: over restarts), worst case {summary['worst_case_success_rate']:.4f}")
+    if args.out:
+        from manifold_robustness.report.grids import save_image_grid
+
+        k = min(10, args.examples)
+        r = np.where(out["success"][:, :k].any(0), out["success"][:, :k].argmax(0), 0)
+        adv = out["x"][r, np.arange(k)]
+        clean = out["clean"][:k]
+        diff = np.clip(0.5 + (adv - clean) / 2, 0, 1)
+        save_image_grid(np.concatenate([clean, adv, diff]), args.out, ncols=k, title=f"{key.name}: {args.attack} (rows: clean, adversarial, perturbation)")
+        print(f"  clean / adversarial / perturbation rows: {Path(args.out).resolve()}")
+    return 0
+
+
+def _add_config_args(p: argparse.ArgumentParser, default: str = "fonts:quick") -> None:
+    p.add_argument("--config", default=default,
+                   help=f"NAME[:PRESET] from experiments/ (fonts, fashion_mnist, emnist, celeba; presets paper, quick, "
+                        f"tiny for fonts) or PATH.py[:PRESET] (default {default})")
+    p.add_argument("--override", "-o", action="append", metavar="KEY=VALUE",
+                   help="change a config value, e.g. -o sizes=250,1000 -o train.epochs=5 (repeatable)")
+    p.add_argument("--results", default=None, help="results folder (default results/<dataset>_<preset>)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m manifold_robustness",
@@ -158,6 +328,54 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_fonts_args(t)
     t.set_defaults(func=cmd_vaegan_train)
+
+    tr = sub.add_parser("train", help="train one (method, N) for some seeds, attack the models and store them as runs",
+                        description="Train classifiers with one method on the first N training images (all seeds at once), "
+                                    "then attack each model and store model, optimiser and results in a results folder.")
+    _add_config_args(tr)
+    tr.add_argument("--method", default="normal", help="training method (normal, regular_at, on_true_manifold_at, augment, …)")
+    tr.add_argument("--n", type=int, default=1000, help="training-set size N (default 1000)")
+    tr.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    tr.add_argument("--epochs", type=int, default=None, help="default: the config's (paper: 20)")
+    tr.add_argument("--attack-examples", type=int, default=500, help="test images each attack runs on (default 500)")
+    tr.add_argument("--data-parallel", action="store_true", help="shard batches over all devices")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.set_defaults(func=cmd_train)
+
+    at = sub.add_parser("attack", help="attack a stored model and print its success rates",
+                        description="Run an attack on a finished run of a results folder (from `train` or `experiment run`).")
+    at.add_argument("--results", required=True, help="results folder")
+    at.add_argument("--run", default=None, help="run name, e.g. fonts/normal/n1000/seed0 (default: the first finished)")
+    at.add_argument("--attack", default="linf", help="linf, l2, on_true_manifold, on_learned_manifold or transformation")
+    at.add_argument("--examples", type=int, default=500, help="attacked test images (default 500)")
+    at.add_argument("--eps", type=float, default=None, help="budget ε / η (default: the paper's for the attack)")
+    at.add_argument("--iterations", type=int, default=40)
+    at.add_argument("--restarts", type=int, default=5)
+    at.add_argument("--seed", type=int, default=0, help="attack key")
+    at.add_argument("--out", default=None, help="also write a PNG of clean / adversarial / perturbation rows")
+    at.add_argument("--quiet", action="store_true", help="no progress bars")
+    at.set_defaults(func=cmd_attack)
+
+    ex = sub.add_parser("experiment", help="run a whole grid (dataset × method × N × seed) and see how far it got")
+    ex_sub = ex.add_subparsers(dest="experiment_command", required=True)
+    er = ex_sub.add_parser("run", help="run or resume an experiment config; finished runs are skipped",
+                           description="Expand a config into runs, train every (method, N) with its seeds at once, attack, "
+                                       "measure and store each run.  Killed runs resume from their last epoch.  Exit code 0 "
+                                       "when every run of the shard finished.")
+    _add_config_args(er)
+    er.add_argument("--shard", default=None, help="i/n: run every n-th (method, N) group starting at i (e.g. 0/2, 1/2)")
+    er.add_argument("--data-parallel", action="store_true", help="shard batches over all devices (jax.sharding)")
+    er.add_argument("--quiet", action="store_true", help="no progress bars")
+    er.set_defaults(func=cmd_experiment_run)
+    es = ex_sub.add_parser("status", help="list done / partial / pending runs of a config in its results folder")
+    _add_config_args(es)
+    es.add_argument("--all", action="store_true", help="also list finished runs")
+    es.set_defaults(func=cmd_experiment_status)
+
+    rp = sub.add_parser("report", help="write the four-claims report (figures, REPORT.md, report.html) from a results folder")
+    rp.add_argument("--results", default="results/fonts_quick", help="results folder (default results/fonts_quick)")
+    rp.add_argument("--out", default=None, help="report folder (default <results>/report)")
+    rp.set_defaults(func=cmd_report)
     return parser
 
 
@@ -167,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ValueError, PermissionError) as err:
+    except (ValueError, PermissionError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 - the message matters more than the trace for users
