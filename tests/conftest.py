@@ -11,6 +11,13 @@ import pytest
 # Keep tests off the user's real cache.
 os.environ.setdefault("MANIFOLD_ROBUSTNESS_DATA", str(Path(__file__).parent / ".." / ".pytest_data"))
 
+# Many tests compile the same programs (an experiment resumed or sharded compiles what the uninterrupted
+# one did): JAX's persistent compilation cache makes the repeats cheap.
+import jax  # noqa: E402
+
+jax.config.update("jax_compilation_cache_dir", str(Path(__file__).parent / ".." / ".pytest_data" / "jax_cache"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
 
 @pytest.fixture(autouse=True)
 def _no_user_dataset_folders(monkeypatch):

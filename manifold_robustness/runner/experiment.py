@@ -128,7 +128,11 @@ def _take(ds: data.Dataset, n: int) -> data.Dataset:
     return dataclasses.replace(ds, **fields)
 
 
-def prepare(c, store: ResultsStore, progress: bool = True, say: Callable[[str], None] = print) -> Setting:
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def prepare(c, store: ResultsStore, progress: bool = True, say: Callable[[str], None] = _say) -> Setting:
     """Load the data (and train / load the VAE-GANs when the config needs a learned manifold)."""
     largest = max(int(n) for n in c.sizes)
     if c.dataset == "fonts":
@@ -355,7 +359,7 @@ def measure_distances(c, s: Setting, variables, key: jax.Array, attack_set: dict
 # -- the experiment -----------------------------------------------------------------------------
 
 
-def run(c, root, *, shard_spec=None, progress: bool = True, mesh=None, say: Callable[[str], None] = print,
+def run(c, root, *, shard_spec=None, progress: bool = True, mesh=None, say: Callable[[str], None] = _say,
         stop_after: int | None = None) -> dict[str, int]:
     """Run (or resume) the config's grid into the results ``root``; returns counts of runs done
     now / skipped.  ``stop_after``: stop after that many groups (for tests of resumption)."""

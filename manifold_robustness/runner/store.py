@@ -196,12 +196,14 @@ class ResultsStore:
     def status(self, keys: Iterable[RunKey]) -> dict[RunKey, str]:
         """done: finished; partial: started (epoch checkpoints or half-written files); pending."""
         out = {}
-        started = {p.parent.relative_to(self.root / "train") for p in (self.root / "train").glob("*/*/n*/seeds*/steps")} \
-            if (self.root / "train").exists() else set()
+        train = self.root / "train"
+        started = {(p.parent.parent.relative_to(train).as_posix(), p.parent.name) for p in train.glob("*/*/n*/seeds*/steps")} \
+            if train.exists() else set()
         for key in keys:
+            group = f"{key.dataset}/{key.method}/n{key.n}"
             if self.is_done(key):
                 out[key] = "done"
-            elif self.run_dir(key).exists() or any(str(p) == f"{key.dataset}/{key.method}/n{key.n}" for p in started):
+            elif self.run_dir(key).exists() or any(g == group and str(key.seed) in s[5:].split("-") for g, s in started):
                 out[key] = "partial"
             else:
                 out[key] = "pending"
