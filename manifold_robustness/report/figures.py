@@ -114,14 +114,15 @@ def gallery(arrays: Mapping[str, np.ndarray], path: str | Path, *, rows: int = 8
     image the on-manifold attack started from), else against the clean image."""
     from manifold_robustness.report.grids import save_image_grid
 
-    clean = np.asarray(arrays["gallery/clean"], np.float32)
-    if clean.dtype == np.uint8:
-        clean = clean.astype(np.float32) / 255.0
+    def image(name, default=None):
+        a = np.asarray(arrays[name]) if name in arrays else default
+        return a.astype(np.float32) / np.float32(255.0) if a.dtype == np.uint8 else a.astype(np.float32)
+
+    clean = image("gallery/clean")
     k = min(rows, len(clean))
     clean = clean[:k]
-    reg = np.asarray(arrays.get("gallery/regular", clean), np.float32)[:k]
-    on = np.asarray(arrays.get("gallery/on_manifold", clean), np.float32)[:k]
-    on_clean = np.asarray(arrays.get("gallery/on_manifold_clean", clean), np.float32)[:k]
+    reg, on = image("gallery/regular", clean)[:k], image("gallery/on_manifold", clean)[:k]
+    on_clean = image("gallery/on_manifold_clean", clean)[:k]
     cols = [clean, reg, _perturbation(reg, clean), on, _perturbation(on, on_clean)]
     grid = np.stack(cols, axis=1).reshape(k * len(cols), *clean.shape[1:])
     return save_image_grid(np.clip(grid, 0.0, 1.0), path, ncols=len(cols), col_titles=list(GALLERY_COLUMNS),
