@@ -192,3 +192,22 @@ def test_empty_report_says_nothing_ran(tmp_path):
     md = rep.paths["markdown"].read_text()
     assert "No runs have finished" in md and "0 of 2 planned run(s) finished" in md
     assert "regular_at" in md and rep.paths["html"].is_file()
+
+
+@pytest.mark.parametrize("ds,attack", [("fonts", "on_true"), ("emnist", "on_learned"), ("fashion_mnist", "on_learned")])
+def test_paper_curves_pass_the_rules_for_claims_3_and_4(ds, attack):
+    """Records made of the paper's own curves: the rules must accept the paper's claims 3 and 4."""
+    recs = []
+    methods = {s["method"] for s in paper.paper_data()["series"] if s["dataset"] == ds}
+    for m in sorted(methods):
+        err = dict(zip(*paper.paper_series(ds, "test_error", m)))
+        reg = dict(zip(*paper.paper_series(ds, "regular_success", m)))
+        on = dict(zip(*paper.paper_series(ds, paper.ATTACK_QUANTITY[attack], m)))
+        for n in sorted(set(err) & set(reg) & set(on)):
+            recs.append(record(ds, m, int(n), 0, err[n], {"regular": reg[n], attack: on[n]}))
+    cells = claims.aggregate(recs)
+    assert claims.claim4(cells)["verdict"] == "holds"
+    v3 = claims.claim3(cells)
+    rho = v3["numbers"]["per_dataset"][ds]["numbers"]["parts"]["correlation"]["numbers"]["rho"]
+    assert rho > claims.CLAIM3_MIN_RHO
+    assert v3["verdict"] == "holds"
