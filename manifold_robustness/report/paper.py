@@ -1,0 +1,68 @@
+"""The paper's numbers the report compares against (package data ``paper_data.json``, written by
+``scripts/extract_paper_data.py`` from the figures of Stutz et al., CVPR 2019).
+
+>>> paper_series("fonts", "test_error", "normal")      # (N int array, error fraction array) or None
+>>> paper_value("fonts", "regular_success", "regular_at", 1000)   # 0.8851
+>>> paper_distances("fonts")["regular"]["mean"]        # 1.08 (Fig. 3, true manifold)
+
+Quantities (fractions): ``test_error``, ``regular_success``, ``on_true_success`` (FONTS only),
+``on_learned_success``.  Datasets and methods use this library's names (``fonts``, ``emnist``,
+``fashion_mnist``; ``normal``, ``regular_at``, ``on_true_manifold_at``, ``augment``,
+``adversarial_transformation``, ``on_learned_manifold_at``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+
+import numpy as np
+
+QUANTITIES = ("test_error", "regular_success", "on_true_success", "on_learned_success")
+
+# Attack (as named in run records) → paper quantity of its success rate.
+ATTACK_QUANTITY = {"regular": "regular_success", "on_true": "on_true_success", "on_learned": "on_learned_success"}
+
+
+@functools.cache
+def paper_data() -> dict:
+    """The whole package-data file: ``series`` (list of dicts with dataset, quantity, method, x, y,
+    source) and ``distances`` (dataset → Fig. 3 statistics)."""
+    return json.loads(resources.files("manifold_robustness.report").joinpath("paper_data.json").read_text())
+
+
+@functools.cache
+def _index() -> dict:
+    return {(s["dataset"], s["quantity"], s["method"]): s for s in paper_data()["series"]}
+
+
+def paper_series(dataset: str, quantity: str, method: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(N, value) of one paper curve, or None when the paper has no such curve."""
+    if quantity not in QUANTITIES:
+        raise ValueError(f"unknown quantity {quantity!r}; known: {QUANTITIES}")
+    s = _index().get((dataset, quantity, method))
+    if s is None:
+        return None
+    return np.asarray(s["x"], np.int64), np.asarray(s["y"], np.float64)
+
+
+def paper_source(dataset: str, quantity: str, method: str) -> str | None:
+    """The figure a curve was read from, or None."""
+    s = _index().get((dataset, quantity, method))
+    return None if s is None else s["source"]
+
+
+def paper_value(dataset: str, quantity: str, method: str, n: int) -> float | None:
+    """The paper's value at exactly N = ``n`` (no interpolation), or None."""
+    s = paper_series(dataset, quantity, method)
+    if s is None:
+        return None
+    hit = np.flatnonzero(s[0] == int(n))
+    return float(s[1][hit[0]]) if hit.size else None
+
+
+def paper_distances(dataset: str) -> dict | None:
+    """Fig. 3 statistics for ``dataset`` (group → {mean, median, q05, q95, min, max, count} where
+    the paper gives them; ``source``; ``manifold``), or None."""
+    return paper_data()["distances"].get(dataset)
