@@ -1,0 +1,196 @@
+"""Execute every notebook in notebooks/ top to bottom with tiny parameters.
+
+Parameters are injected the way papermill does it: the notebook's first cell tagged
+``parameters`` holds the defaults, and a cell assigning the tiny values (tagged
+``injected-parameters``) is inserted right after it.  The kernel is this interpreter's ipykernel
+(a kernelspec written to a temporary folder), so it sees the same installed library, and it gets
+``MANIFOLD_ROBUSTNESS_DATA`` of the tests (see conftest.py), so small FONTS builds are shared.
+
+To add a notebook: put it in notebooks/, give its knobs a ``parameters`` cell, and add an entry to
+:data:`NOTEBOOKS` (tiny parameters and a check of its printed output).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+
+
+def check_quickstart(text: str) -> None:
+    m = re.search(rf"test error: {NUMBER}", text)
+    assert m, "no 'test error: ...' line in the output"
+    assert 0.0 <= float(m.group(1)) <= 1.0
+    for attack in ("regular", "on-manifold"):
+        m = re.search(rf"{attack}: (\d+) of (\d+) test images correctly classified; "
+                      rf"success rate {NUMBER} \(paper\), worst case {NUMBER}", text)
+        assert m, f"no success-rate line for the {attack} attack in the output"
+        correct, total = int(m.group(1)), int(m.group(2))
+        rate, worst = float(m.group(3)), float(m.group(4))
+        assert 0 <= correct <= total == QUICKSTART_TINY["N_ATTACK"]
+        # averaging over restarts can never beat "any restart succeeds"
+        assert 0.0 <= rate <= worst <= 1.0
+
+
+QUICKSTART_TINY = {
+    # the same small FONTS as conftest's small_fonts fixture, so the tests' cache is reused
+    "NUM_FONTS": 100, "REPETITIONS": 12, "TEST_REPETITIONS": 2,
+    "N_TRAIN": 2000, "N_TEST": 500, "EPOCHS": 4,
+    "N_ATTACK": 20, "ATTACK_ITERATIONS": 5, "ATTACK_RESTARTS": 2, "N_SHOW": 4,
+}
+
+
+class Spec(NamedTuple):
+    parameters: dict
+    check: Callable[[str], None]  # receives the text of every stream and text/plain output
+    images: int  # image outputs (figures) the run must produce, at least
+
+
+NOTEBOOKS: dict[str, Spec] = {
+    "quickstart.ipynb": Spec(QUICKSTART_TINY, check_quickstart, images=3),
+}
+
+
+def _parameters_cell(nb) -> int:
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            return i
+    raise AssertionError("the notebook has no code cell tagged 'parameters'")
+
+
+def _assigned_names(source: str) -> set[str]:
+    return {t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)}
+
+
+def inject_parameters(nb, parameters: dict):
+    """Insert a cell assigning ``parameters`` after the ``parameters`` cell (papermill style).
+    Every name must be one the parameters cell defines: a typo would otherwise change nothing."""
+    i = _parameters_cell(nb)
+    unknown = set(parameters) - _assigned_names(nb.cells[i].source)
+    assert not unknown, f"not in the notebook's parameters cell: {sorted(unknown)}"
+    source = "# Injected by tests/test_notebooks.py\n" + "".join(f"{k} = {v!r}\n" for k, v in parameters.items())
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    nb.cells.insert(i + 1, cell)
+    return nb
+
+
+def _output_text(nb) -> tuple[str, int]:
+    texts, images = [], 0
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                texts.append(out.text)
+            elif out.output_type in ("execute_result", "display_data"):
+                texts.append(out.data.get("text/plain", ""))
+                images += "image/png" in out.data
+    return "\n".join(texts), images
+
+
+@pytest.fixture(scope="module")
+def kernel_manager(tmp_path_factory):
+    """A kernel manager whose only kernelspec runs ipykernel in this very interpreter."""
+    from ipykernel.kernelspec import write_kernel_spec
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    kernels = tmp_path_factory.mktemp("kernels")
+    spec_dir = write_kernel_spec(kernels / "python3")
+    ksm = KernelSpecManager(kernel_dirs=[str(kernels)], ensure_native_kernel=False)
+    spec = ksm.get_kernel_spec("python3")
+    assert spec.argv[0] == sys.executable, (spec_dir, spec.argv)
+
+    def make():
+        return KernelManager(kernel_name="python3", kernel_spec_manager=ksm)
+
+    return make
+
+
+def test_every_notebook_has_tiny_parameters():
+    found = sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb"))
+    assert "quickstart.ipynb" in found
+    assert sorted(NOTEBOOKS) == found, "add each notebook in notebooks/ to NOTEBOOKS with tiny parameters"
+
+
+@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
+def test_committed_notebook_is_clean(name):
+    nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    nbformat.validate(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, "commit notebooks with outputs cleared"
+    params = _assigned_names(nb.cells[_parameters_cell(nb)].source)
+    assert set(NOTEBOOKS[name].parameters) <= params
+    # no machine paths in a notebook that is meant to run anywhere
+    assert not re.search(r"/(work|root|home)/", nbformat.writes(nb))
+
+
+def test_inject_parameters_overrides_defaults():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("x"),
+        nbformat.v4.new_code_cell("A = 1\nB = 'b'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print(A, B)"),
+    ])
+    inject_parameters(nb, {"A": 2, "B": "z"})
+    assert [c.metadata.get("tags") for c in nb.cells[1:3]] == [["parameters"], ["injected-parameters"]]
+    scope: dict = {}
+    for cell in nb.cells[1:3]:
+        exec(cell.source, scope)
+    assert (scope["A"], scope["B"]) == (2, "z")
+    with pytest.raises(AssertionError, match="C"):
+        inject_parameters(nb, {"C": 3})
+
+
+def run_notebook(nb, kernel_manager, cwd: Path):
+    """Execute ``nb`` in place in a fresh kernel from ``kernel_manager``, working folder ``cwd``,
+    with the tests' data cache; raises nbclient's CellExecutionError at the first failing cell."""
+    env = dict(os.environ)
+    env["MANIFOLD_ROBUSTNESS_DATA"] = str(Path(os.environ["MANIFOLD_ROBUSTNESS_DATA"]).resolve())
+    client = nbclient.NotebookClient(
+        nb, km=kernel_manager(), timeout=300, allow_errors=False,
+        resources={"metadata": {"path": str(cwd)}},
+    )
+    client.execute(env=env)
+    return nb
+
+
+def test_harness_kernel_runs_this_interpreter_and_stops_at_errors(kernel_manager, tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import os, sys\nprint(sys.executable)\nprint(os.environ['MANIFOLD_ROBUSTNESS_DATA'])\nprint(os.getcwd())"),
+        nbformat.v4.new_code_cell("raise ZeroDivisionError('boom')"),
+        nbformat.v4.new_code_cell("print('never')"),
+    ])
+    with pytest.raises(nbclient.exceptions.CellExecutionError, match="boom"):
+        run_notebook(nb, kernel_manager, tmp_path)
+    lines = nb.cells[0].outputs[0].text.splitlines()
+    assert Path(lines[0]).resolve() == Path(sys.executable).resolve()
+    assert lines[1] == str(Path(os.environ["MANIFOLD_ROBUSTNESS_DATA"]).resolve())
+    assert Path(lines[2]).resolve() == tmp_path.resolve()
+    assert nb.cells[2].execution_count is None and not nb.cells[2].outputs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
+def test_notebook_runs_top_to_bottom(name, kernel_manager, tmp_path):
+    spec = NOTEBOOKS[name]
+    nb = inject_parameters(nbformat.read(NOTEBOOK_DIR / name, as_version=4), spec.parameters)
+    run_notebook(nb, kernel_manager, tmp_path)  # raises at the first failing cell
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.execution_count is not None
+            assert not [o for o in cell.outputs if o.output_type == "error"]
+    text, images = _output_text(nb)
+    spec.check(text)
+    assert images >= spec.images, f"expected at least {spec.images} figures, got {images}"
