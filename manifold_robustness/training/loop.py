@@ -12,6 +12,12 @@ filled up by wrapping around the epoch's permutation and the filler rows get zer
 do take part in that batch's batch-norm statistics, as duplicates of real training images).
 Several seeds train side by side: the state has a leading seed axis and the epoch is ``vmap``-ed
 over it, each seed with its own initialisation and shuffling.
+
+With a data mesh (:mod:`manifold_robustness.parallel`) each gathered batch, and what the method
+builds from it, is constrained to be split along its example axis over the devices; the seed
+axis added by ``vmap`` stays whole on every device, and the dataset, parameters and optimiser
+state are replicated.  The program stays global-view, so the loss and the batch-norm statistics
+are still over the whole batch (the compiler adds the cross-device sums).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from manifold_robustness import parallel
 from manifold_robustness.training.methods import Builder
 
 
@@ -79,22 +86,29 @@ def epoch_batches(key: jax.Array, num_examples: int, batch_size: int) -> tuple[j
     return idx, mask
 
 
-def make_epoch_fn(classifier, optimizer: optax.GradientTransformation, builder: Builder, batch_size: int) -> Callable:
+def make_epoch_fn(
+    classifier, optimizer: optax.GradientTransformation, builder: Builder, batch_size: int, mesh=None
+) -> Callable:
     """``epoch(state, data, key, arrays) -> (state, metrics)`` for one seed; pure, to be jit/vmap-ed.
 
     state: {"variables": {"params", "batch_stats"}, "opt_state"}; data: dict of arrays with a
     leading example axis (``image`` uint8 or float32 NHWC, ``label`` int32, extras); metrics: mean
-    loss and error over the epoch's batches (as the optimiser saw them).
+    loss and error over the epoch's batches (as the optimiser saw them).  ``mesh``: a data mesh
+    (``batch_size`` must be a multiple of its devices) over which each batch [B, ...] is split.
     """
+    if mesh is not None:
+        parallel.check_divisible(batch_size, mesh, "training batch size", remedy=parallel.FEWER_DEVICES)
 
     def epoch(state, data, key, arrays=None):
         def step(carry, xs):
             variables, opt_state = carry
             rows, mask, step_key = xs
+            rows, mask = parallel.constrain_rows((rows, mask), mesh)
             batch = {k: v[rows] for k, v in data.items()}
             batch["image"] = _as_float(batch["image"])
             batch["mask"] = mask
-            inputs, labels, weights = builder(variables, batch, step_key, arrays)
+            batch = parallel.constrain_rows(batch, mesh)
+            inputs, labels, weights = parallel.constrain_rows(builder(variables, batch, step_key, arrays), mesh)
 
             def loss_fn(params):
                 logits, stats = classifier.apply(
@@ -119,9 +133,12 @@ def make_epoch_fn(classifier, optimizer: optax.GradientTransformation, builder: 
     return epoch
 
 
-def make_eval_fn(classifier, batch_size: int) -> Callable:
+def make_eval_fn(classifier, batch_size: int, mesh=None) -> Callable:
     """``evaluate(variables, images, labels) -> {"error", "loss"}`` in eval mode; pure, batched with a
-    padded, masked last batch (one compiled shape whatever the test-set size)."""
+    padded, masked last batch (one compiled shape whatever the test-set size).  ``mesh``: a data
+    mesh over which each batch is split (``batch_size`` a multiple of its devices)."""
+    if mesh is not None:
+        parallel.check_divisible(batch_size, mesh, "evaluation batch size", remedy=parallel.FEWER_DEVICES)
 
     def evaluate(variables, images, labels):
         n = labels.shape[0]
@@ -130,10 +147,11 @@ def make_eval_fn(classifier, batch_size: int) -> Callable:
         mask = (jnp.arange(steps * batch_size) < n).reshape(steps, batch_size).astype(jnp.float32)
 
         def body(totals, xs):
-            r, m = xs
-            logits, _ = classifier.apply(variables, _as_float(images[r]), train=False)
-            ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels[r])
-            wrong = (jnp.argmax(logits, -1) != labels[r]).astype(jnp.float32)
+            r, m = parallel.constrain_rows(xs, mesh)
+            x, y = parallel.constrain_rows((_as_float(images[r]), labels[r]), mesh)
+            logits, _ = classifier.apply(variables, x, train=False)
+            ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+            wrong = (jnp.argmax(logits, -1) != y).astype(jnp.float32)
             return (totals[0] + jnp.sum(m * wrong), totals[1] + jnp.sum(m * ce)), None
 
         (wrong, loss), _ = jax.lax.scan(body, (jnp.float32(0), jnp.float32(0)), (rows, mask))
@@ -150,14 +168,18 @@ class RetraceError(RuntimeError):
     """A compiled function was traced again: something changed shape or dtype between calls."""
 
 
-def compile_epoch(classifier, optimizer, builder, batch_size: int, max_traces: int = 1) -> Callable:
+def compile_epoch(classifier, optimizer, builder, batch_size: int, max_traces: int = 1, mesh=None) -> Callable:
     """The jitted, seed-vmapped epoch: ``(stacked_state, data, keys[S], arrays) -> (state, metrics[S])``.
 
     Buffers of the state are donated.  A per-instance trace counter turns an accidental
     recompilation between epochs into an error instead of a silent slowdown (``chex``'s counter
     is keyed on the code object, so it would also fire on the next ``train`` call).
+
+    With a data ``mesh`` each batch is split over its devices (see :func:`make_epoch_fn`); every
+    argument must then be on the mesh's devices (``parallel.replicate``) and the new state and
+    metrics come back replicated.
     """
-    epoch = make_epoch_fn(classifier, optimizer, builder, batch_size)
+    epoch = make_epoch_fn(classifier, optimizer, builder, batch_size, mesh)
     traces = 0
 
     def seeds_epoch(state, data, keys, arrays=None):
@@ -167,4 +189,6 @@ def compile_epoch(classifier, optimizer, builder, batch_size: int, max_traces: i
             raise RetraceError(f"the training epoch was traced {traces} times; shapes or dtypes changed between epochs")
         return jax.vmap(epoch, in_axes=(0, None, 0, None))(state, data, keys, arrays)
 
-    return jax.jit(seeds_epoch, donate_argnums=0)
+    if mesh is None:
+        return jax.jit(seeds_epoch, donate_argnums=0)
+    return jax.jit(seeds_epoch, donate_argnums=0, out_shardings=parallel.replicated(mesh))

@@ -5,6 +5,9 @@
 ...                test_data=data.load("fonts", "test", limit=2000))
 >>> result.test["error"]          # float[5]: one test error per seed
 >>> result.variables_for(0)       # seed 0's variables, for attacks (clf.logits_fn(...))
+
+On several devices, ``train(..., mesh="auto")`` (or ``mesh=parallel.data_mesh()``) splits every
+batch over them; see :mod:`manifold_robustness.parallel`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from manifold_robustness import models, transforms
+from manifold_robustness import models, parallel, transforms
 from manifold_robustness.training import loop
 from manifold_robustness.training.checkpoints import CheckpointStore
 from manifold_robustness.training.methods import METHODS, MethodContext, make_builder
@@ -92,6 +95,7 @@ def train(
     progress: bool = True,
     callback: Callable[[int, dict], None] | None = None,
     extra_arrays: dict | None = None,
+    mesh: parallel.MeshArg = None,
 ) -> TrainResult:
     """Train one model per seed with ``method`` on ``train_data`` (a :class:`data.Dataset`).
 
@@ -101,12 +105,25 @@ def train(
     ``callback(epoch, metrics)`` runs after each epoch (metrics hold per-seed arrays).
     ``context`` carries what a method needs (transformation ranges, FONTS prototypes, a decoder);
     ``extra_arrays`` are per-example arrays that travel with each batch (e.g. ``latent`` codes).
+
+    ``mesh``: None (default) runs the single-device program; a data mesh
+    (:func:`parallel.data_mesh`) splits each training and test batch along its example axis over
+    the mesh's devices, with the dataset, parameters and optimiser state replicated; ``"auto"``
+    means a data mesh over all devices when there are several, else None.  With a mesh,
+    ``config.batch_size`` must be a multiple of the device count (ValueError otherwise); the
+    result matches the single-device run up to float rounding (batch-norm statistics are still
+    over the whole batch).  Checkpoints do not record the mesh: a run may resume on another one.
     """
     if method not in METHODS:
         make_builder(method, MethodContext(classifier))  # raises the error that lists the methods
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
         raise ValueError("seeds must name at least one seed")
+    mesh = parallel.resolve_mesh(mesh)
+    if mesh is not None:
+        parallel.check_divisible(
+            config.batch_size, mesh, "training batch size (TrainConfig.batch_size)", remedy=parallel.FEWER_DEVICES
+        )
     data = device_data(train_data, classifier.input_shape, extra_arrays)
     if int(np.max(np.asarray(train_data.labels), initial=0)) >= classifier.num_classes or int(np.min(np.asarray(train_data.labels), initial=0)) < 0:
         raise ValueError(f"labels must lie in [0, {classifier.num_classes - 1}] for this model")
@@ -114,7 +131,9 @@ def train(
     context = context or MethodContext(classifier, ranges=default_ranges(getattr(train_data, "name", None)))
     builder = make_builder(method, context)
     optimizer = loop.make_optimizer(config, loop.steps_per_epoch(n, config.batch_size))
-    epoch_fn = loop.compile_epoch(classifier, optimizer, builder, config.batch_size)
+    epoch_fn = loop.compile_epoch(classifier, optimizer, builder, config.batch_size, mesh=mesh)
+    place = (lambda tree: parallel.replicate(tree, mesh)) if mesh is not None else (lambda tree: tree)
+    data, arrays = place(data), place(context.arrays)
 
     seed_keys = [jax.random.key(s) for s in seeds]
     state = _stack([loop.init_state(models.init_variables(classifier, jax.random.fold_in(k, 0)), optimizer) for k in seed_keys])
@@ -138,6 +157,7 @@ def train(
             state, start = restored["state"], int(store.latest_step())
             history = _unpack_history(restored["history"])
             log.info("resuming %s from epoch %d", checkpoint_dir, start)
+    state = place(state)
 
     bar = None
     if progress:
@@ -147,7 +167,7 @@ def train(
     try:
         for epoch in range(start, config.epochs):
             keys = jnp.stack([jax.random.fold_in(jax.random.fold_in(k, 1), epoch) for k in seed_keys])
-            state, metrics = epoch_fn(state, data, keys, context.arrays)
+            state, metrics = epoch_fn(state, data, place(keys), arrays)
             metrics = {k: np.asarray(v) for k, v in metrics.items()}
             history.append(metrics)
             if store is not None:
@@ -164,7 +184,7 @@ def train(
             store.close()
 
     variables = state["variables"]
-    test = evaluate(classifier, variables, test_data, config.eval_batch_size) if test_data is not None else None
+    test = evaluate(classifier, variables, test_data, config.eval_batch_size, mesh=mesh) if test_data is not None else None
     return TrainResult(classifier, seeds, variables, history, test, state["opt_state"])
 
 
@@ -180,9 +200,20 @@ def _unpack_history(packed: dict) -> list[dict]:
     return [{k: np.asarray(packed[k][e]) for k in packed} for e in range(packed["loss"].shape[0])]
 
 
-def evaluate(classifier: models.Classifier, variables, dataset, batch_size: int = 500) -> dict[str, np.ndarray]:
-    """Test error and loss (eval mode) of stacked variables (leading seed axis) → arrays [seeds]."""
+def evaluate(
+    classifier: models.Classifier, variables, dataset, batch_size: int = 500, mesh: parallel.MeshArg = None
+) -> dict[str, np.ndarray]:
+    """Test error and loss (eval mode) of stacked variables (leading seed axis) → arrays [seeds].
+
+    ``mesh`` as in :func:`train`: with a data mesh each test batch is split over its devices and
+    ``batch_size`` is rounded up to a multiple of the device count (the padded rows are masked,
+    and in eval mode the result does not depend on the batch size).
+    """
+    mesh = parallel.resolve_mesh(mesh)
     data = device_data(dataset, classifier.input_shape)
-    fn = jax.jit(jax.vmap(loop.make_eval_fn(classifier, batch_size), in_axes=(0, None, None)))
+    if mesh is not None:
+        batch_size = parallel.pad_to_multiple(batch_size, mesh)
+        data, variables = parallel.replicate((data, variables), mesh)
+    fn = jax.jit(jax.vmap(loop.make_eval_fn(classifier, batch_size, mesh), in_axes=(0, None, None)))
     out = fn(variables, data["image"], data["label"])
     return {k: np.asarray(v) for k, v in out.items()}
