@@ -175,25 +175,12 @@ def cmd_experiment_status(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from manifold_robustness.report import claims
-    from manifold_robustness.runner import config as config_lib, experiment
-    from manifold_robustness.runner.store import ResultsStore
+    from manifold_robustness.runner import experiment
 
-    store = ResultsStore(args.results)
-    exp = store.experiment()
-    if exp is None:
-        raise ValueError(f"{args.results} is not a results folder (no experiment.json); run `experiment run` first")
-    import ml_collections
-
-    c = ml_collections.ConfigDict(exp["config"])
-    planned = experiment.planned_runs(c)
-    records = store.records()
-    out = Path(args.out or Path(args.results) / "report")
-    report = claims.write_report(records, out, planned=planned, experiment=exp)
+    report = experiment.report(args.results, args.out)
     for claim, v in report.verdicts.items():
         print(f"{claim}: {v['verdict']} - {v['reason']}")
-    print(f"report: {(out / 'REPORT.md').resolve()} (and report.html)")
-    del config_lib
+    print(f"report: {Path(report.paths['markdown']).resolve()} (and report.html beside it)")
     return 0
 
 

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+import numpy as np
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
@@ -52,14 +53,37 @@ QUICKSTART_TINY = {
 }
 
 
+def claims_store(tmp_path: Path) -> dict:
+    """A small results store of synthetic runs (those of test_report.py) for claims.ipynb."""
+    from test_report import consistent_store
+
+    from manifold_robustness.runner import config, store
+
+    root = tmp_path / "store"
+    results = store.ResultsStore(root).open(config.resolved(config.load("fonts:tiny")))
+    for rec in consistent_store(seeds=(0,)):
+        results.save_run(rec.key, model={"variables": {"w": np.zeros(2, np.float32)}}, metrics=rec.metrics,
+                         arrays=rec.arrays, info={})
+    return {"RESULTS": str(root), "RUN_IF_MISSING": False}
+
+
+def check_claims(text: str) -> None:
+    verdicts = dict(re.findall(r"^(claim[1-4]): (holds|does not hold|not enough data)$", text, re.M))
+    assert sorted(verdicts) == ["claim1", "claim2", "claim3", "claim4"], text
+    assert set(verdicts.values()) == {"holds"}, verdicts  # the synthetic store is built so that all four hold
+    assert re.search(r"^done: \d+ run\(s\)", text, re.M) and "pending: " in text
+    assert re.search(r"fonts\s+on_true_manifold_at\s+N=\d+\s+seeds 1\s+test error 0\.\d{3}", text)
+
+
 class Spec(NamedTuple):
-    parameters: dict
+    parameters: dict | Callable[[Path], dict]  # or a function of the run's tmp_path (builds inputs)
     check: Callable[[str], None]  # receives the text of every stream and text/plain output
     images: int  # image outputs (figures) the run must produce, at least
 
 
 NOTEBOOKS: dict[str, Spec] = {
     "quickstart.ipynb": Spec(QUICKSTART_TINY, check_quickstart, images=3),
+    "claims.ipynb": Spec(claims_store, check_claims, images=4),
 }
 
 
@@ -132,7 +156,8 @@ def test_committed_notebook_is_clean(name):
         if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None, "commit notebooks with outputs cleared"
     params = _assigned_names(nb.cells[_parameters_cell(nb)].source)
-    assert set(NOTEBOOKS[name].parameters) <= params
+    if not callable(NOTEBOOKS[name].parameters):
+        assert set(NOTEBOOKS[name].parameters) <= params
     # no machine paths in a notebook that is meant to run anywhere
     assert not re.search(r"/(work|root|home)/", nbformat.writes(nb))
 
@@ -185,7 +210,8 @@ def test_harness_kernel_runs_this_interpreter_and_stops_at_errors(kernel_manager
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
 def test_notebook_runs_top_to_bottom(name, kernel_manager, tmp_path):
     spec = NOTEBOOKS[name]
-    nb = inject_parameters(nbformat.read(NOTEBOOK_DIR / name, as_version=4), spec.parameters)
+    parameters = spec.parameters(tmp_path) if callable(spec.parameters) else spec.parameters
+    nb = inject_parameters(nbformat.read(NOTEBOOK_DIR / name, as_version=4), parameters)
     run_notebook(nb, kernel_manager, tmp_path)  # raises at the first failing cell
     for cell in nb.cells:
         if cell.cell_type == "code":

@@ -93,6 +93,27 @@ def status(c, root) -> dict[RunKey, str]:
     return ResultsStore(root).status(planned_runs(c))
 
 
+def stored_config(root):
+    """The config a results root was written with (``ml_collections.ConfigDict``)."""
+    import ml_collections
+
+    exp = ResultsStore(root).experiment()
+    if exp is None:
+        raise ValueError(f"{root} is not a results folder (no experiment.json); run `experiment run` first")
+    return ml_collections.ConfigDict(exp["config"])
+
+
+def report(root, out_dir=None):
+    """Write the four-claims report of a results root (default ``<root>/report``) from its
+    finished runs; the runs still missing are listed in it.  Returns ``report.summary.Report``."""
+    from manifold_robustness.report import summary
+
+    c = stored_config(root)
+    st = ResultsStore(root)
+    out = out_dir if out_dir is not None else st.root / "report"
+    return summary.write_report(st.records(), out, planned=planned_runs(c), experiment=st.experiment())
+
+
 # -- data and manifolds -------------------------------------------------------------------------
 
 
@@ -269,8 +290,14 @@ def attack_model(c, s: Setting, variables, key: jax.Array, name: str, attack: at
     """Attack the first ``count`` test images in chunks of ``eval.batch`` (last chunk padded)."""
     fn = _compiled_attack(s, name, attack)
     chunk = min(int(c.eval.batch), count)
+    size = chunk
     first, context = _attack_batch(s, name, slice(0, chunk))
     attacks.check_inputs(attack, s.classifier.logits_fn(variables), first, context)
+    if mesh is not None:  # every input on the mesh: rows split over its devices, the rest replicated
+        from manifold_robustness import parallel
+
+        size = parallel.pad_to_multiple(chunk, mesh)
+        variables, context = parallel.replicate((variables, context), mesh)
     parts: dict[str, list] = {}
     starts = range(0, count, chunk)
     bar = None
@@ -282,10 +309,8 @@ def attack_model(c, s: Setting, variables, key: jax.Array, name: str, attack: at
         stop = min(start + chunk, count)
         batch, _ = _attack_batch(s, name, slice(start, stop))
         keys = list(batch)
-        padded = dict(zip(keys, _pad_rows([batch[k] for k in keys], chunk)))
+        padded = dict(zip(keys, _pad_rows([batch[k] for k in keys], size)))
         if mesh is not None:
-            from manifold_robustness import parallel
-
             padded = parallel.shard_rows(padded, mesh)
         out = jax.device_get(fn(variables, padded, jax.random.fold_in(key, i), context))
         m = stop - start
