@@ -155,3 +155,20 @@ def test_results_are_saved_atomically(tmp_path):
     assert not [p for p in tmp_path.rglob(".*") if p.name.endswith(".tmp") or p.name.startswith(".result")]
     (st.run_dir(key) / "run.json").unlink()  # as if the process died before the last write
     assert st.status([key])[key] == "partial" and st.records() == []
+
+
+def test_data_parallel_experiment_on_forced_host_devices(tmp_path):
+    """--data-parallel on 2 CPU devices: training and attack batches split over the mesh, runs finish."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    root = tmp_path / "dp"
+    args = [sys.executable, "-m", "manifold_robustness", "experiment", "run", *TINY, "-o", "methods=normal", "-o", "sizes=100",
+            "-o", "distances.methods=()", "--data-parallel", "--results", str(root), "--quiet"]
+    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "nothing to shard" not in out.stderr  # two devices were there
+    rec = store.ResultsStore(root).record(RunKey("fonts", "normal", 100, 0))
+    assert 0.0 <= rec.metrics["test_error"] <= 1.0 and rec.arrays["attacks/regular/success"].shape == (2, 20)
