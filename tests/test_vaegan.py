@@ -1,4 +1,5 @@
-"""Class-specific VAE-GANs: shapes, class routing, one-pass gradients, learning, vmap, resume, bad input.
+"""Class-specific VAE-GANs: shapes, class routing, one-pass gradients, learning, vmap, resume, bad input,
+and a trained model driving on-manifold adversarial training and the on-learned-manifold attack.
 
 Training tests use a narrower model (16, 32, 64 channels instead of 64, 128, 256) so the file stays
 fast on 2 CPU cores; the paper's sizes are checked by shape.  All training runs share one dataset
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from manifold_robustness import data, models
+from manifold_robustness import attacks, data, models, training
 from manifold_robustness.manifolds import vaegan, vaegan_losses, vaegan_nets, vaegan_train
 from manifold_robustness.models import conv
 from manifold_robustness.report import vaegan as report
@@ -269,6 +270,108 @@ def test_resume_equals_uninterrupted(fonts, stacked, tmp_path):
     assert seen == [1] and len(again.history) == 2
     with pytest.raises(ValueError, match="reconstruction_weight"):
         vaegan_train.train(train, _cfg(2, reconstruction_weight=2.0), classes=[0, 1], seed=3, checkpoint_dir=tmp_path, progress=False)
+
+
+# --- plugged into on-manifold training and the attack ---------------------------------------------
+
+
+def test_latent_codes_and_decoder_fn_bridge():
+    vae, v = _tiny([2, 5])
+    images = np.random.default_rng(0).integers(0, 256, (7, *TINY), dtype=np.uint8)
+    labels = np.array([5, 2, 2, 5, 5, 2, 5])
+    want = vaegan.encode(vae, v, jnp.asarray(images, jnp.float32) / 255.0, jnp.asarray(labels))
+    codes = vaegan.latent_codes(vae, v, images, labels, batch_size=3)  # chunks 3 + 3 + 1 (padded to 3)
+    assert codes.shape == (7, 10)
+    np.testing.assert_allclose(codes, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"labels \[7\] have no trained model"):
+        vaegan.latent_codes(vae, v, images, np.where(labels == 2, 7, labels), batch_size=3)
+    dec = vaegan.decoder_fn(vae)
+    assert dec is vaegan.decoder_fn(vaegan.build(TINY, vaegan.VAEGANConfig(channels=16), [2, 5]))  # one object: jit caches hit
+    np.testing.assert_array_equal(dec(v, codes, labels), vaegan.decode(vae, v, codes, labels))
+    np.testing.assert_allclose(jax.jit(dec)(v, codes, labels), dec(v, codes, labels), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="route must be one of"):
+        vaegan.decoder_fn(vae, route="loop")
+
+
+def _letters(ds, n):
+    """The first ``n`` examples of letters A and B (the classes the ``stacked`` models serve)."""
+    rows = np.flatnonzero(np.isin(ds.labels, [0, 1]))[:n]
+    return dataclasses.replace(ds, images=ds.images[rows], labels=ds.labels[rows], font_ids=ds.font_ids[rows], theta=ds.theta[rows])
+
+
+@pytest.fixture(scope="module")
+def manifold_trained(fonts, stacked):
+    """An MLP trained 2 epochs (batch 20) with on_learned_manifold_at through the trained A/B
+    VAE-GANs.  With two class models, routing by "select" (both decoders on every example)
+    compiles and runs faster than "gather"."""
+    train = _letters(fonts[0], 200)
+    dec = vaegan.decoder_fn(stacked.vae, route="select")
+    codes = vaegan.latent_codes(stacked.vae, stacked.variables, train.images, train.labels, batch_size=100)
+    clf = models.create("mlp", (28, 28, 1), 10, jax.random.key(0))[0]
+    ctx = training.MethodContext(clf, attack={"iterations": 5}, decode_fn=dec, arrays={"decoder": stacked.variables})
+    result = training.train(clf, "on_learned_manifold_at", train, config=training.TrainConfig(epochs=2, batch_size=20),
+                            context=ctx, extra_arrays={"latent": codes}, progress=False)
+    return clf, result, ctx, train, codes
+
+
+def test_trained_vaegan_drives_on_learned_manifold_training(manifold_trained, stacked):
+    clf, result, ctx, train, codes = manifold_trained
+    losses = [float(h["loss"][0]) for h in result.history]
+    assert np.all(np.isfinite(losses)) and losses[1] < losses[0], losses
+    variables = result.variables_for(0)
+    # One batch through the method: 10 clean images + 10 decodings of perturbed latent codes, exactly
+    # what the on-learned-manifold attack (train mode, same key) returns for the second half.
+    x = jnp.asarray(train.images[:20], jnp.float32) / 255.0
+    batch = {"image": x, "label": jnp.asarray(train.labels[:20]), "mask": jnp.ones(20, bool), "latent": codes[:20]}
+    key = jax.random.key(7)
+    inputs, labels, _ = training.make_builder("on_learned_manifold_at", ctx)(variables, batch, key, ctx.arrays)
+    np.testing.assert_array_equal(inputs[:10], x[:10])
+    np.testing.assert_array_equal(labels, batch["label"])
+    half = {k: a[10:] for k, a in batch.items()}
+    atk = attacks.make("on_learned_manifold", decode_fn=ctx.decode_fn, iterations=5, restarts=1, mode="train")
+    res = atk(clf.logits_fn(variables), half, key, stacked.variables)
+    np.testing.assert_allclose(inputs[10:], res.x[0], atol=1e-6)
+    z = res.v[0]
+    assert float(jnp.abs(z - half["latent"]).max()) <= 0.3 + 1e-6 and float(jnp.abs(z).max()) <= 2.0 + 1e-6
+    assert float(jnp.abs(z - half["latent"]).max()) > 0.05  # the latents moved
+    # the images are the VAE-GAN's decodings of those latents (default route: an independent path) ...
+    np.testing.assert_allclose(inputs[10:], vaegan.decode(stacked.vae, stacked.variables, z, half["label"]), atol=1e-4)
+    # ... and not the reconstructions (a 2-epoch decoder moves little: pixels change by ~0.02)
+    recon = vaegan.decode(stacked.vae, stacked.variables, half["latent"], half["label"])
+    assert float(jnp.abs(inputs[10:] - recon).max()) > 2e-3
+
+
+def test_on_learned_manifold_attack_through_trained_vaegan(manifold_trained, fonts, stacked):
+    clf, result, ctx, _, _ = manifold_trained
+    test = _letters(fonts[1], 50)
+    labels = jnp.asarray(test.labels)
+    z0 = vaegan.latent_codes(stacked.vae, stacked.variables, test.images, test.labels)
+    batch = {"latent": z0, "label": labels}
+    trained_fn = clf.logits_fn(result.variables_for(0))
+    recon = vaegan.decode(stacked.vae, stacked.variables, z0, labels)
+    assert float(attacks.correct(trained_fn, recon, labels).mean()) > 0.9  # the reconstructions are easy to tell apart
+    # The 2-epoch decoders change pixels by only ~0.02 within η = 0.3, too little to flip a confident
+    # decision; move the decision boundary (a label-independent offset on B's logit) into the
+    # reconstructions of A, so that there is something to find.
+    logits = trained_fn(recon)
+    margin_a = (logits[:, 0] - logits[:, 1])[labels == 0]
+    offset = jnp.zeros(10).at[1].set(jnp.quantile(margin_a, 0.5))
+    logits_fn = lambda x: trained_fn(x) + offset  # noqa: E731
+    atk = attacks.make("on_learned_manifold", decode_fn=ctx.decode_fn, iterations=10, restarts=2)
+    res = atk(logits_fn, batch, jax.random.key(1), stacked.variables)
+    eta = 0.3
+    assert float(jnp.abs(res.v - z0[None]).max()) <= eta + 1e-6 and float(jnp.abs(res.v).max()) <= 2.0 + 1e-6
+    for r in range(2):  # the adversarial images are the decodings of the returned latents
+        np.testing.assert_allclose(res.x[r], vaegan.decode(stacked.vae, stacked.variables, res.v[r], labels), atol=1e-4)
+    # success is judged on those decodings and counted over examples whose reconstruction is right
+    np.testing.assert_array_equal(res.success, jnp.argmax(jax.vmap(logits_fn)(res.x), -1) != labels[None])
+    clean = atk.clean(batch, stacked.variables)
+    np.testing.assert_allclose(clean, recon, atol=1e-4)
+    correct = attacks.correct(logits_fn, clean, labels)
+    assert 30 <= int(correct.sum()) < 50  # all of B, about half of A
+    rate = float(attacks.success_rate(res.success, correct))
+    assert 0.0 < rate < 1.0, rate
+    assert not bool(jnp.any(res.success[:, labels == 1]))  # B kept its margin: out of reach
 
 
 # --- bad input ------------------------------------------------------------------------------------

@@ -12,14 +12,16 @@ training call:
 
 Each example is routed to the model of its label; batch norm runs in eval mode (running
 statistics).  Both are pure, differentiable, jit- and vmap-safe.  A class-agnostic model
-(``classes=None``) ignores the labels.
+(``classes=None``) ignores the labels.  To plug the models into on-manifold training and the
+on-learned-manifold attack, :func:`latent_codes` encodes a dataset and :func:`decoder_fn` gives the
+``decode_fn(variables, z, labels)`` both take.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -296,6 +298,60 @@ def _decode(vae: VAEGAN, variables: Any, latents: jax.Array, labels, route: str)
 def reconstruct(vae: VAEGAN, variables: Any, images: jax.Array, labels=None) -> jax.Array:
     """decode(encode(x)): float32[B, H, W, C] → float32[B, H, W, C] (eval mode, means, no sampling)."""
     return decode(vae, variables, encode(vae, variables, images, labels), labels)
+
+
+def decoder_fn(vae: VAEGAN, *, route: str = "gather") -> Callable[[Any, jax.Array, Any], jax.Array]:
+    """``fn(variables, z, labels) -> images``: :func:`decode` with ``vae`` bound, in the signature
+    the learned-manifold code calls a decoder with.
+
+    z: float32[B, latent_dim]; labels: int[B] among ``vae.classes`` (None for a class-agnostic
+    model); images: float32[B, H, W, C] in (0, 1).  The same function serves as
+    ``training.MethodContext(decode_fn=fn, arrays={"decoder": variables})`` (on-manifold
+    training), ``attacks.make("on_learned_manifold", decode_fn=fn)`` called with
+    ``context=variables``, and :func:`manifold_robustness.manifolds.projection.project_learned`.
+    Equal ``vae`` and ``route`` give the *same* function object, so programs compiled with it as a
+    static argument are reused.
+    """
+    _check_route(route)
+    return _decoder_fn(vae, route)
+
+
+@functools.lru_cache(maxsize=64)
+def _decoder_fn(vae: VAEGAN, route: str):
+    def fn(variables: Any, latents: jax.Array, labels=None) -> jax.Array:
+        return decode(vae, variables, latents, labels, route=route)
+
+    fn.__qualname__ = fn.__name__ = f"decode_{'agnostic' if vae.class_agnostic else 'classes'}"
+    return fn
+
+
+def latent_codes(vae: VAEGAN, variables: Any, images, labels=None, batch_size: int = 500) -> jax.Array:
+    """The codes of a whole dataset, encoded in fixed-size chunks (one compiled shape).
+
+    images: uint8[N, H, W, C] (divided by 255) or float32 in [0, 1]; labels: int[N] among
+    ``vae.classes`` (None for a class-agnostic model).  Returns float32[N, latent_dim], each row
+    its class encoder's mean: the ``latent`` per-example array of learned-manifold training
+    (``training.train(..., extra_arrays={"latent": codes})``) and attacks (``batch["latent"]``).
+    """
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        images = images.astype(np.float32) / np.float32(255.0)
+    n = images.shape[0] if images.ndim else 0
+    labels = None if labels is None else np.asarray(labels)
+    check_labels(vae, labels, n)  # every label up front, not chunk by chunk
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    out = []
+    for a in range(0, n, batch_size):
+        x = images[a : a + batch_size]
+        y = None if labels is None else labels[a : a + batch_size]
+        pad = batch_size - len(x) if n > batch_size else 0  # pad the last chunk with its own first row
+        if pad:
+            x = np.concatenate([x, np.repeat(x[:1], pad, 0)])
+            y = None if y is None else np.concatenate([y, np.repeat(y[:1], pad)])
+        z = encode(vae, variables, jnp.asarray(x), None if y is None else jnp.asarray(y, jnp.int32))
+        out.append(z[: len(z) - pad])
+    return jnp.concatenate(out) if out else jnp.zeros((0, vae.latent_dim), jnp.float32)
 
 
 def sample_latents(key: jax.Array, num: int, latent_dim: int) -> jax.Array:

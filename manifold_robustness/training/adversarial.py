@@ -37,8 +37,8 @@ from manifold_robustness.training.methods import MethodContext, halves, mixture,
 
 VAEGAN_HINT = (
     "train the class-specific VAE-GANs first (manifold_robustness.manifolds.vaegan_train.train(...), "
-    "encode the training images with manifold_robustness.manifolds.vaegan.encode) and pass "
-    "MethodContext(decode_fn=..., arrays={'decoder': params}) plus extra_arrays={'latent': codes}"
+    "encode the training images with codes = vaegan.latent_codes(vae, variables, images, labels)) and pass "
+    "MethodContext(decode_fn=vaegan.decoder_fn(vae), arrays={'decoder': variables}) plus extra_arrays={'latent': codes}"
 )
 
 
