@@ -172,3 +172,18 @@ def test_data_parallel_experiment_on_forced_host_devices(tmp_path):
     assert "nothing to shard" not in out.stderr  # two devices were there
     rec = store.ResultsStore(root).record(RunKey("fonts", "normal", 100, 0))
     assert 0.0 <= rec.metrics["test_error"] <= 1.0 and rec.arrays["attacks/regular/success"].shape == (2, 20)
+
+
+def test_learned_manifold_experiment_trains_vaegans_and_attacks_through_them(tmp_path):
+    """A config with on-learned-manifold training: the class VAE-GANs are trained once (into the
+    results root), the classifier trains on their decodings, and the run has the on-learned attack."""
+    root = tmp_path / "learned"
+    c = config.load("fonts:tiny", ["model=mlp", "methods=on_learned_manifold_at", "sizes=100", "distances.methods=()",
+                                   "vaegan.epochs=1", "vaegan.channels=8"])
+    experiment.run(c, root, progress=False, say=lambda s: None)
+    rec = store.ResultsStore(root).record(RunKey("fonts", "on_learned_manifold_at", 100, 0))
+    assert set(rec.metrics["attacks"]) == {"regular", "on_true", "on_learned"}
+    s = rec.metrics["attacks"]["on_learned"]
+    assert s["num_examples"] == c.eval.on_manifold_examples and 0.0 <= s["success_rate"] <= s["worst_case_success_rate"] <= 1.0
+    assert rec.arrays["attacks/on_learned/success"].shape == (c.eval.restarts, c.eval.on_manifold_examples)
+    assert (root / "vaegan" / "config.json").exists()  # the VAE-GANs' checkpoints live with the results

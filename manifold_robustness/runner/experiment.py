@@ -132,10 +132,12 @@ class Setting:
     test_latents: np.ndarray | None = None
     compiled: dict = dataclasses.field(default_factory=dict)
 
-    def learned_decode(self, context, z, labels):
+    @property
+    def learned_decode(self):
+        """``fn(variables, z, labels) -> images`` of the class VAE-GANs (None without them)."""
         from manifold_robustness.manifolds import vaegan
 
-        return vaegan.decode(self.vae, context, z, labels)
+        return None if self.vae is None else vaegan.decoder_fn(self.vae)
 
 
 def fonts_config(c) -> data.FontsConfig:
@@ -190,17 +192,8 @@ def _prepare_vaegan(c, store: ResultsStore, s: Setting, progress: bool, say) -> 
         if c.dataset != "fonts" else data.load("fonts", "train", config=fonts_config(c), dtype=np.uint8)
     result = vaegan_train.train(full, vcfg, checkpoint_dir=str(store.root / "vaegan"), progress=progress)
     s.vae, s.vae_variables = result.vae, result.variables
-    enc = jax.jit(lambda v, x, y: vaegan.encode(result.vae, v, x, y))
-    s.train_latents = _encode_all(enc, s.vae_variables, s.train)
-    s.test_latents = _encode_all(enc, s.vae_variables, s.test)
-
-
-def _encode_all(enc, variables, ds: data.Dataset, chunk: int = 500) -> np.ndarray:
-    out = []
-    for i in range(0, ds.images.shape[0], chunk):
-        x, y = _pad_rows([np.asarray(ds.images[i:i + chunk], np.float32), np.asarray(ds.labels[i:i + chunk])], chunk)
-        out.append(np.asarray(enc(variables, x, y))[: min(chunk, ds.images.shape[0] - i)])
-    return np.concatenate(out)
+    s.train_latents = np.asarray(vaegan.latent_codes(result.vae, result.variables, s.train.images, s.train.labels))
+    s.test_latents = np.asarray(vaegan.latent_codes(result.vae, result.variables, s.test.images, s.test.labels))
 
 
 def _pad_rows(arrays: list[np.ndarray], size: int) -> list[np.ndarray]:
