@@ -204,29 +204,24 @@ def cmd_train(args) -> int:
 
 def cmd_attack(args) -> int:
     import jax
-    import ml_collections
     import numpy as np
 
     from manifold_robustness import attacks
     from manifold_robustness.runner import experiment
+    from manifold_robustness.runner.config import apply_override
     from manifold_robustness.runner.records import RunKey
     from manifold_robustness.runner.store import ResultsStore
 
     store = ResultsStore(args.results)
-    exp = store.experiment()
-    if exp is None:
-        raise ValueError(f"{args.results} is not a results folder (no experiment.json)")
+    c = experiment.stored_config(args.results)
     done = store.finished()
     if not done:
         raise ValueError(f"{args.results} has no finished run to attack")
     key = RunKey.parse(args.run) if args.run else done[0]
     if key not in done:
         raise ValueError(f"run {key.name} is not finished in {args.results}; finished: {', '.join(k.name for k in done)}")
-    c = ml_collections.ConfigDict(exp["config"])
     for item in (f"eval.regular_examples={args.examples}", f"eval.on_manifold_examples={args.examples}",
                  f"eval.test_examples={max(args.examples, c.eval.test_examples)}"):
-        from manifold_robustness.runner.config import apply_override
-
         apply_override(c, item)
     s = experiment.prepare(c, store, progress=not args.quiet)
     variables = store.load_model(key)["variables"]

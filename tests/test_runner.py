@@ -187,3 +187,20 @@ def test_learned_manifold_experiment_trains_vaegans_and_attacks_through_them(tmp
     assert s["num_examples"] == c.eval.on_manifold_examples and 0.0 <= s["success_rate"] <= s["worst_case_success_rate"] <= 1.0
     assert rec.arrays["attacks/on_learned/success"].shape == (c.eval.restarts, c.eval.on_manifold_examples)
     assert (root / "vaegan" / "config.json").exists()  # the VAE-GANs' checkpoints live with the results
+
+
+def test_cli_train_then_attack_a_stored_model(tmp_path, capsys):
+    root = tmp_path / "one"
+    assert cli.main(["train", *TINY, "--method", "normal", "--n", "100", "--epochs", "1", "--attack-examples", "10",
+                     "--results", str(root), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "fonts/normal/n100/seed0: test error" in out
+    png = tmp_path / "adv.png"
+    assert cli.main(["attack", "--results", str(root), "--attack", "on_true_manifold", "--examples", "10",
+                     "--iterations", "3", "--restarts", "2", "--out", str(png), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "on_true_manifold (eps 0.3, 3 iterations, 2 restarts) on 10 test images" in out and png.stat().st_size > 1000
+    assert cli.main(["attack", "--results", str(root), "--attack", "on_learned_manifold", "--quiet"]) == 2
+    assert "needs the experiment's VAE-GANs" in capsys.readouterr().err
+    assert cli.main(["attack", "--results", str(root), "--run", "fonts/normal/n999/seed0", "--quiet"]) == 2
+    assert "not finished" in capsys.readouterr().err

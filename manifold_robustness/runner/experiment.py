@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import time
 import zlib
 from typing import Any, Callable
@@ -224,10 +225,10 @@ def train_group(c, s: Setting, store: ResultsStore, g: Group, progress: bool, me
     subset = _take(s.train, g.n)
     extra = {"latent": s.train_latents[: g.n]} if s.train_latents is not None else None
     kwargs = {"mesh": mesh} if mesh is not None else {}
+    resolved = config_lib.resolved(c)
     return trainer.train(s.classifier, g.method, subset, seeds=g.seeds, config=train_config(c), test_data=s.test,
                          context=method_context(c, s), checkpoint_dir=str(store.train_dir(g.dataset, g.method, g.n, g.seeds)),
-                         run_config={"dataset": g.dataset, "data": config_lib.resolved(c)["data"],
-                                     "adversarial": config_lib.resolved(c)["adversarial"]},
+                         run_config={"dataset": g.dataset, "data": resolved["data"], "adversarial": resolved["adversarial"]},
                          progress=progress, extra_arrays=extra, **kwargs)
 
 
@@ -402,8 +403,6 @@ def run(c, root, *, shard_spec=None, progress: bool = True, mesh=None, say: Call
             if store.is_done(key):
                 continue
             _finish_run(c, s, store, key, result, i, train_s, progress, mesh, say)
-        import shutil
-
         shutil.rmtree(store.train_dir(g.dataset, g.method, g.n, g.seeds), ignore_errors=True)
         counts["trained"] += 1
     return counts

@@ -156,7 +156,7 @@ class ResultsStore:
     """A results root.  ``open(config)`` claims it for a config (or checks it is the same one)."""
 
     def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
+        self.root = Path(root).absolute()  # orbax refuses relative paths
 
     # -- the experiment -------------------------------------------------------------------------
     @property
