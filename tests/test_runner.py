@@ -62,6 +62,8 @@ def test_cli_runs_the_grid_and_writes_the_report(reference, capsys):
     exp = json.loads((reference / "experiment.json").read_text())
     assert exp["config"]["methods"] == ["normal", "on_true_manifold_at"] and "jax" in exp["versions"]
     assert (reference / "runs/fonts/normal/n100/seed0/model").is_dir()
+    run = json.loads((reference / "runs/fonts/normal/n100/seed0/run.json").read_text())
+    assert run["config"] == exp["config"] and run["versions"]["jax"] and "git_commit" in run
     assert not (reference / "train").exists() or not any((reference / "train").rglob("steps"))  # epoch checkpoints cleaned up
 
     capsys.readouterr()
@@ -189,8 +191,9 @@ def test_learned_manifold_experiment_trains_vaegans_and_attacks_through_them(tmp
     assert (root / "vaegan" / "config.json").exists()  # the VAE-GANs' checkpoints live with the results
 
 
-def test_cli_train_then_attack_a_stored_model(tmp_path, capsys):
-    root = tmp_path / "one"
+def test_cli_train_then_attack_a_stored_model(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = "one"  # relative, as the CLI's defaults are
     assert cli.main(["train", *TINY, "--method", "normal", "--n", "100", "--epochs", "1", "--attack-examples", "10",
                      "--results", str(root), "--quiet"]) == 0
     out = capsys.readouterr().out

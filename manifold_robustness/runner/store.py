@@ -7,7 +7,8 @@ Layout under the results root::
         model/                           orbax: the trained variables and optimiser state of this seed
         result/                          orbax: per-example arrays (see runner.records)
         metrics.json                     JSON metrics (see runner.records)
-        run.json                         written last: the run is finished iff it exists
+        run.json                         written last (the run is finished iff it exists): the resolved
+                                         config, package versions and git commit of this run
     train/<dataset>/<method>/n<N>/seeds<S1-S2-…>/   epoch checkpoints of a group being trained
                                          (all seeds of one (method, N) train together); removed
                                          once every seed of the group is finished
@@ -216,7 +217,9 @@ class ResultsStore:
         save_tree(d / "model", model, raw=True)
         save_tree(d / "result", _unflatten(arrays))
         write_json(d / "metrics.json", metrics)
-        write_json(d / "run.json", {"key": key.as_dict(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **info})
+        exp = self.experiment() or {}
+        write_json(d / "run.json", {"key": key.as_dict(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                    "config": exp.get("config"), "versions": versions(), "git_commit": git_commit(), **info})
 
     def load_model(self, key: RunKey, like: Any = None) -> dict:
         """The run's ``{"variables": …, "opt_state": …}`` (``like``: see :func:`load_tree`)."""
