@@ -12,9 +12,9 @@ Presets (``python -m manifold_robustness experiment run --config fonts:<preset>`
 ``quick``  The laptop version that still tests all four claims: N ∈ {250, 1000, 5000}, normal /
            regular AT / on-true AT / augmentation, one seed, the paper's training and attacks
            (inner attack of adversarial training 40 iterations), 500 attacked test images per
-           attack, distances for the normally trained model at N = 5000 on 300 test images.  Measured: `make run` from a fresh
-           clone (set-up, FONTS build, this preset, report) takes 9 min 40 s on 2 CPU cores, 1.8 GB
-           peak memory.  Result: all four claims hold — regular AEs 1.06 from the manifold (test
+           attack, distances for the normally trained model at N = 5000 on 300 test images.
+           Measured: `make run` from a fresh clone (set-up, FONTS build, this preset, report)
+           takes 9 min 40 s on 2 CPU cores, 1.8 GB peak memory.  Result: all four claims hold — regular AEs 1.06 from the manifold (test
            images 0.013), on-true success 84 % on normal models, Spearman(error, on-true success)
            0.90, on-true AT error 17 % vs normal 33 % at N = 5000, normal training's regular success
            100 % → 99 % as N grows while regular AT's falls 98 % → 70 % (paper: 94 % → 64 %).
