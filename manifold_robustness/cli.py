@@ -241,7 +241,6 @@ def cmd_attack(args) -> int:
     if args.attack == "on_true_manifold" and c.dataset != "fonts":
         raise ValueError("on_true_manifold needs FONTS")
     attack = attacks.make(args.attack, **kw)
-    s.compiled.clear()
     out = experiment.attack_model(c, s, jax.tree.map(np.asarray, variables), jax.random.key(args.seed), names[args.attack],
                                   attack, args.examples, progress=not args.quiet)
     summary = experiment.summarize_attack(out, attack)

@@ -261,9 +261,11 @@ def _attack_batch(s: Setting, name: str, rows: slice) -> tuple[dict, Any]:
 
 
 def _compiled_attack(s: Setting, name: str, attack: attacks.Attack):
-    """One jitted program per attack for all runs: (variables, batch, key, context) → outcomes."""
-    if name in s.compiled:
-        return s.compiled[name]
+    """One jitted program per attack object for all runs: (variables, batch, key, context) → outcomes.
+    Build the attacks once (:func:`eval_attacks`) and reuse them, or every run compiles anew."""
+    cached = s.compiled.get(name)
+    if cached is not None and cached[0] is attack:
+        return cached[1]
     clf = s.classifier
 
     @jax.jit
@@ -275,7 +277,7 @@ def _compiled_attack(s: Setting, name: str, attack: attacks.Attack):
         return {"success": res.success, "first_success": res.first_success, "l2": res.l2, "linf": res.linf,
                 "correct": attacks.correct(logits_fn, clean, batch["label"]), "x": res.x, "clean": clean, "pred": pred}
 
-    s.compiled[name] = fn
+    s.compiled[name] = (attack, fn)
     return fn
 
 
@@ -392,6 +394,7 @@ def run(c, root, *, shard_spec=None, progress: bool = True, mesh=None, say: Call
     if not todo:
         return counts
     s = prepare(c, store, progress, say)
+    attack_set = eval_attacks(c, s)
     for g in todo:
         if stop_after is not None and counts["trained"] >= stop_after:
             break
@@ -402,16 +405,16 @@ def run(c, root, *, shard_spec=None, progress: bool = True, mesh=None, say: Call
         for i, key in enumerate(g.keys):
             if store.is_done(key):
                 continue
-            _finish_run(c, s, store, key, result, i, train_s, progress, mesh, say)
+            _finish_run(c, s, store, key, result, i, train_s, attack_set, progress, mesh, say)
         shutil.rmtree(store.train_dir(g.dataset, g.method, g.n, g.seeds), ignore_errors=True)
         counts["trained"] += 1
     return counts
 
 
-def _finish_run(c, s: Setting, store: ResultsStore, key: RunKey, result, i: int, train_s: float, progress, mesh, say) -> None:
+def _finish_run(c, s: Setting, store: ResultsStore, key: RunKey, result, i: int, train_s: float, attack_set: dict,
+                progress, mesh, say) -> None:
     variables = result.variables_for(i)
     k_attack, k_dist = jax.random.split(run_key(key))
-    attack_set = eval_attacks(c, s)
     t0 = time.perf_counter()
     outs, summaries, arrays = {}, {}, {}
     for j, (name, (attack, count)) in enumerate(attack_set.items()):
