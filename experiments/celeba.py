@@ -19,13 +19,7 @@ def get_config(preset: str = "paper"):
     c = _config.base("celeba")
     c.vaegan.on_learned = False
     if preset == "quick":
-        c.methods = ("normal", "regular_at")
-        c.sizes = (500, 2000)
-        c.seeds = (0,)
-        c.adversarial.iterations = 10
-        c.eval.test_examples = 2000
-        c.eval.regular_examples = 200
-        c.eval.on_manifold_examples = 200
+        _config.quick(c, ("normal", "regular_at"), (500, 2000), attacked=200, inner_iterations=10)
     elif preset != "paper":
         raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     return c

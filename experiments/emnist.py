@@ -19,13 +19,7 @@ PRESETS = ("paper", "quick")
 def get_config(preset: str = "paper"):
     c = _config.base("emnist")
     if preset == "quick":
-        c.methods = ("normal", "regular_at", "on_learned_manifold_at")
-        c.sizes = (500, 2000, 10000)
-        c.seeds = (0,)
-        c.adversarial.iterations = 10
-        c.eval.test_examples = 2000
-        c.eval.regular_examples = 500
-        c.eval.on_manifold_examples = 500
+        _config.quick(c, ("normal", "regular_at", "on_learned_manifold_at"), (500, 2000, 10000), inner_iterations=10)
         c.vaegan.epochs = 2
     elif preset != "paper":
         raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")

@@ -31,13 +31,7 @@ PRESETS = ("paper", "quick", "tiny")
 def get_config(preset: str = "paper"):
     c = _config.base("fonts")
     if preset == "quick":
-        c.methods = ("normal", "regular_at", "on_true_manifold_at", "augment")
-        c.sizes = (250, 1000, 5000)
-        c.seeds = (0,)
-        c.adversarial.iterations = 40
-        c.eval.test_examples = 2000
-        c.eval.regular_examples = 500
-        c.eval.on_manifold_examples = 500
+        _config.quick(c, ("normal", "regular_at", "on_true_manifold_at", "augment"), (250, 1000, 5000))
         c.distances.examples = 300
     elif preset == "tiny":
         c.data.num_fonts = 100

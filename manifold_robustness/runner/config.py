@@ -74,6 +74,22 @@ def base(dataset: str) -> ml_collections.ConfigDict:
     return c
 
 
+def quick(c: ml_collections.ConfigDict, methods, sizes, *, attacked: int = 500,
+          inner_iterations: int | None = None) -> ml_collections.ConfigDict:
+    """The shared shape of the laptop presets: ``methods`` at ``sizes``, one seed, the test error on
+    2000 test images, ``attacked`` images per attack, and optionally fewer inner iterations of
+    adversarial training.  Returns ``c`` (changed in place)."""
+    c.methods = tuple(methods)
+    c.sizes = tuple(sizes)
+    c.seeds = (0,)
+    if inner_iterations is not None:
+        c.adversarial.iterations = inner_iterations
+    c.eval.test_examples = 2000
+    c.eval.regular_examples = attacked
+    c.eval.on_manifold_examples = attacked
+    return c
+
+
 def uses_learned_manifold(c: ml_collections.ConfigDict) -> bool:
     return bool(c.vaegan.on_learned) or any(m in LEARNED_METHODS for m in c.methods)
 
