@@ -12,8 +12,7 @@ setup:
 run: setup
 	$(PY) -m manifold_robustness data build --progress
 	$(PY) -m manifold_robustness data samples --out $(RESULTS)/fonts_samples.png
-	$(PY) -m manifold_robustness experiment run --config fonts:quick --results $(RESULTS)/fonts_quick
-	$(PY) -m manifold_robustness report --results $(RESULTS)/fonts_quick
+	$(PY) experiments/fonts.py quick --results $(RESULTS)/fonts_quick
 
 test: setup
 	$(PY) -m pytest -q -n 2 --dist loadfile

@@ -1,25 +1,18 @@
-"""CelebA, gender (paper §6): 56×48×3 faces, binary label "Male".
+"""Reproduce the paper's claims on CelebA: run a preset of
+``manifold_robustness.configs.celeba`` (a killed run resumes where it stopped), then write the
+four-claims report of its results.
 
-The files cannot be downloaded here: put ``img_align_celeba/``, ``list_attr_celeba.txt`` and the
-partition file in ``data.source_dir`` or ``$MANIFOLD_ROBUSTNESS_CELEBA``.
+    python experiments/celeba.py quick     # needs the official CelebA files, see the config
+    python experiments/celeba.py paper -o seeds=0,1 --results results/celeba_paper
 
-Presets: ``paper`` — N ∈ {250 … 40k}, normal / regular / transformation adversarial training and
-augmentation, 5 seeds.  The paper reports CelebA's regular robustness as the mean L∞ norm of
-successful perturbations (``attacks.regular.mean_linf``).  On-learned-manifold training on CelebA
-needs 4-layer VAE-GANs at 56×48, which this runner does not train yet (``vaegan.on_learned`` is
-off).  ``quick`` — N ∈ {500, 2000}, normal / regular AT, one seed, 200 attacked images.
+The presets, what each costs and what it is expected to show are in the docstring of
+``manifold_robustness/configs/celeba.py``.  ``--config experiments/celeba.py:PRESET`` works too.
 """
 
-from manifold_robustness.runner import config as _config
+import sys
 
-PRESETS = ("paper", "quick")
+from manifold_robustness.cli import reproduce
+from manifold_robustness.configs.celeba import PRESETS, get_config  # noqa: F401 (a config file too)
 
-
-def get_config(preset: str = "paper"):
-    c = _config.base("celeba")
-    c.vaegan.on_learned = False
-    if preset == "quick":
-        _config.quick(c, ("normal", "regular_at"), (500, 2000), attacked=200, inner_iterations=10)
-    elif preset != "paper":
-        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-    return c
+if __name__ == "__main__":
+    sys.exit(reproduce("celeba", sys.argv[1:]))

@@ -1,26 +1,18 @@
-"""EMNIST digits (paper §6): 240k / 40k images, learned manifold from class-specific VAE-GANs.
+"""Reproduce the paper's claims on EMNIST: run a preset of
+``manifold_robustness.configs.emnist`` (a killed run resumes where it stopped), then write the
+four-claims report of its results.
 
-The files cannot be downloaded here: put the official gzip idx files in ``data.source_dir`` or
-``$MANIFOLD_ROBUSTNESS_EMNIST`` (the loader's error lists them).
+    python experiments/emnist.py quick     # needs the official EMNIST files, see the config
+    python experiments/emnist.py paper -o seeds=0,1 --results results/emnist_paper
 
-Presets: ``paper`` — N ∈ {250 … 40k}, normal / regular / on-learned-manifold / transformation
-adversarial training and augmentation, 5 seeds, class VAE-GANs for 30 epochs (λ = 2.5; classes
-0, 1, 8: 2.75, 5.6, 2.25).  Expected (paper Figs. 5–6): test error from ~7 % to ~1 %,
-on-learned success ~0.06 → ~0.025, normal training's regular success ~0.8–0.9 for every N.
-``quick`` — N ∈ {500, 2000, 10000}, normal / regular AT / on-learned AT, one seed, VAE-GANs for
-2 epochs, 10 inner iterations, 500 attacked images.
+The presets, what each costs and what it is expected to show are in the docstring of
+``manifold_robustness/configs/emnist.py``.  ``--config experiments/emnist.py:PRESET`` works too.
 """
 
-from manifold_robustness.runner import config as _config
+import sys
 
-PRESETS = ("paper", "quick")
+from manifold_robustness.cli import reproduce
+from manifold_robustness.configs.emnist import PRESETS, get_config  # noqa: F401 (a config file too)
 
-
-def get_config(preset: str = "paper"):
-    c = _config.base("emnist")
-    if preset == "quick":
-        _config.quick(c, ("normal", "regular_at", "on_learned_manifold_at"), (500, 2000, 10000), inner_iterations=10)
-        c.vaegan.epochs = 2
-    elif preset != "paper":
-        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-    return c
+if __name__ == "__main__":
+    sys.exit(reproduce("emnist", sys.argv[1:]))

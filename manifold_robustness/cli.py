@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 
@@ -262,8 +263,8 @@ def cmd_attack(args) -> int:
 
 def _add_config_args(p: argparse.ArgumentParser, default: str = "fonts:quick") -> None:
     p.add_argument("--config", default=default,
-                   help=f"NAME[:PRESET] from experiments/ (fonts, fashion_mnist, emnist, celeba; presets paper, quick, "
-                        f"tiny for fonts) or PATH.py[:PRESET] (default {default})")
+                   help=f"NAME[:PRESET] of manifold_robustness.configs (fonts, fashion_mnist, emnist, celeba; "
+                        f"presets paper, quick, tiny for fonts) or PATH.py[:PRESET] (default {default})")
     p.add_argument("--override", "-o", action="append", metavar="KEY=VALUE",
                    help="change a config value, e.g. -o sizes=250,1000 -o train.epochs=5 (repeatable)")
     p.add_argument("--results", default=None, help="results folder (default results/<dataset>_<preset>)")
@@ -360,10 +361,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
+    """The library's own warnings (user-facing, e.g. FONTS built with fewer fonts than asked for)
+    as one plain line; everything else as Python shows it."""
+    if category.__module__.startswith("manifold_robustness"):
+        print(f"warning: {message}", file=file or sys.stderr)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    warnings.showwarning = _show_warning
     try:
         return args.func(args)
     except (ValueError, PermissionError, FileNotFoundError) as err:
@@ -376,6 +387,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         raise
+
+
+def reproduce(name: str, argv: list[str] | None = None) -> int:
+    """The scripts in ``experiments/``: run ``name``'s preset (``experiment run``, resuming), then
+    write its report; ``argv`` = ``[PRESET] [-o KEY=VALUE ...] [--results DIR] [--quiet]``."""
+    p = argparse.ArgumentParser(prog=f"python experiments/{name}.py",
+                                description=f"Run a preset of the {name} experiment, then write its report.")
+    p.add_argument("preset", nargs="?", default="quick", help="paper, quick, … (default quick)")
+    p.add_argument("--override", "-o", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--results", default=None, help=f"results folder (default results/{name}_<preset>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    results = args.results or f"results/{name}_{args.preset}"
+    run = ["experiment", "run", "--config", f"{name}:{args.preset}", "--results", results,
+           *(x for o in args.override for x in ("-o", o)), *(["--quiet"] if args.quiet else [])]
+    return main(run) or main(["report", "--results", results])
 
 
 if __name__ == "__main__":

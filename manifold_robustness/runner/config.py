@@ -1,9 +1,10 @@
 """Experiment configs: one ``ml_collections.ConfigDict`` per dataset, presets, overrides, checks.
 
-The files in ``experiments/`` (``fonts.py``, ``fashion_mnist.py``, ``emnist.py``, ``celeba.py``)
-each define ``get_config(preset)`` on top of :func:`base`, which holds the paper's settings with
-their source in the reference digest.  :func:`load` turns ``"fonts:quick"`` (or a path
-``experiments/fonts.py:quick``) plus ``key=value`` overrides into a checked config.
+The modules of :mod:`manifold_robustness.configs` (``fonts``, ``fashion_mnist``, ``emnist``,
+``celeba``; shipped with the package) each define ``get_config(preset)`` on top of :func:`base`,
+which holds the paper's settings with their source in the reference digest.  :func:`load` turns
+``"fonts:quick"`` (or a path ``my_config.py:quick``) plus ``key=value`` overrides into a checked
+config.
 
 Fields (paper defaults; digest section in brackets):
 
@@ -27,7 +28,9 @@ Fields (paper defaults; digest section in brackets):
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.util
+import pkgutil
 import sys
 from pathlib import Path
 from typing import Iterable
@@ -140,13 +143,21 @@ def resolved(c: ml_collections.ConfigDict) -> dict:
 
 
 def experiments_dirs() -> list[Path]:
-    """Where short config names are looked up: $MANIFOLD_ROBUSTNESS_EXPERIMENTS, ./experiments and
-    the source checkout's experiments folder."""
+    """Folders from $MANIFOLD_ROBUSTNESS_EXPERIMENTS (``os.pathsep``-separated): their ``NAME.py``
+    files are found by short name before the package's own configs."""
     import os
 
     dirs = [Path(p) for p in os.environ.get(EXPERIMENTS_ENV, "").split(os.pathsep) if p]
-    dirs += [Path.cwd() / "experiments", Path(__file__).resolve().parents[2] / "experiments"]
     return [d for d in dict.fromkeys(dirs) if d.is_dir()]
+
+
+def known_experiments() -> list[str]:
+    """Short names :func:`load` accepts: the package's configs and those in :func:`experiments_dirs`."""
+    from manifold_robustness import configs
+
+    own = {m.name for m in pkgutil.iter_modules(configs.__path__) if not m.name.startswith("_")}
+    found = {p.stem for d in experiments_dirs() for p in d.glob("*.py") if not p.stem.startswith("_")}
+    return sorted(own | found)
 
 
 def _module(path: Path):
@@ -157,25 +168,33 @@ def _module(path: Path):
     return module
 
 
+def _config_module(name: str):
+    """The module behind ``name``: a path ``*.py``, a file in :func:`experiments_dirs` or one of
+    the package's configs."""
+    path = Path(name)
+    if path.suffix == ".py":
+        if not path.is_file():
+            raise ValueError(f"config file {path} does not exist")
+        return _module(path)
+    for d in experiments_dirs():
+        if (d / f"{name}.py").is_file():
+            return _module(d / f"{name}.py")
+    if name not in known_experiments():
+        raise ValueError(f"unknown experiment {name!r}; known: {', '.join(known_experiments())} "
+                         f"(or a path to a config file, PATH.py[:PRESET])")
+    return importlib.import_module(f"manifold_robustness.configs.{name}")
+
+
 def load(spec: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
-    """``spec`` = ``NAME[:PRESET]`` (``fonts:quick``; a name found in :func:`experiments_dirs`) or
+    """``spec`` = ``NAME[:PRESET]`` (``fonts:quick``; see :func:`known_experiments`) or
     ``PATH.py[:PRESET]``; ``overrides`` = ``key.sub=value`` strings (Python literals; a bare word
     is a string; ``a,b`` is a tuple).  Unknown names, presets and keys list the known ones."""
     name, _, preset = spec.partition(":")
-    path = Path(name)
-    if path.suffix != ".py":
-        found = [d / f"{name}.py" for d in experiments_dirs() if (d / f"{name}.py").is_file()]
-        if not found:
-            known = sorted({p.stem for d in experiments_dirs() for p in d.glob("*.py") if not p.stem.startswith("_")})
-            raise ValueError(f"unknown experiment {name!r}; known: {', '.join(known) or '(no experiments folder found)'}")
-        path = found[0]
-    elif not path.is_file():
-        raise ValueError(f"config file {path} does not exist")
-    module = _module(path)
+    module = _config_module(name)
     presets = tuple(getattr(module, "PRESETS", ("paper",)))
     preset = preset or presets[0]
     if preset not in presets:
-        raise ValueError(f"unknown preset {preset!r} for {path.stem}; known: {', '.join(presets)}")
+        raise ValueError(f"unknown preset {preset!r} for {Path(name).stem}; known: {', '.join(presets)}")
     c = module.get_config(preset)
     for item in overrides:
         apply_override(c, item)
