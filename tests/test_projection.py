@@ -269,11 +269,17 @@ def test_true_projection_jit_equals_no_jit_and_is_deterministic(fonts_batch):
 def test_more_starts_never_increase_the_distance(fonts_batch):
     test, args, rendered = fonts_batch
     start = jnp.clip(jnp.asarray(test.theta) + 0.2, LOW, HIGH)
-    few = projection.project_true(*args, rendered, start, config=projection.ProjectionConfig(restarts=0))
     more = projection.project_true(*args, rendered, start, jax.random.key(0), config=projection.ProjectionConfig(restarts=2))
-    # start 0 runs the same steps in both (up to float reassociation under a wider vmap: ~5e-5)
-    assert np.all(np.asarray(more.distance) <= np.asarray(few.distance) + 1e-4)
+    # Checked inside one call, so it holds by construction on any CPU: the result is the best of
+    # the per-start results, never worse than the given start (start 0).
+    per_start = np.asarray(more.start_distance)
+    assert per_start.shape == (3, len(start))
+    np.testing.assert_array_equal(more.distance, per_start.min(axis=0))
+    np.testing.assert_array_equal(more.distance, per_start[np.asarray(more.start), np.arange(len(start))])
+    assert np.all(np.asarray(more.distance) <= per_start[0])
     assert int((more.start > 0).sum()) > 0  # some random start won
+    # the winner's image is the decoded winner, and its distance is the one reported
+    np.testing.assert_allclose(projection.l2_distance(rendered, more.image), more.distance, rtol=1e-4, atol=1e-5)
 
 
 def test_true_projection_bad_inputs_raise(fonts_batch):

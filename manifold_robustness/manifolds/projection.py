@@ -45,7 +45,7 @@ from manifold_robustness.manifolds import fonts
 from manifold_robustness.manifolds.subspace import residual_and_angle, span_projection
 
 __all__ = [
-    "ProjectionConfig", "Projection", "LEARNED_CONFIG", "minimise_in_box", "project_true", "project_learned",
+    "ProjectionConfig", "Projection", "LEARNED_CONFIG", "minimise_in_box", "best_start", "project_true", "project_learned",
     "true_tangent_angle", "l2_distance",
 ]
 
@@ -81,12 +81,15 @@ LEARNED_CONFIG = ProjectionConfig(lr=0.1, restarts=0)
 
 class Projection(NamedTuple):
     """image: float32[B, H, W, C] = π(x̃); latent: float32[B, d] the minimiser (θ or z);
-    distance: float32[B] = ‖x̃ − π(x̃)‖₂; start: int32[B] which start won (0 = the given one)."""
+    distance: float32[B] = ‖x̃ − π(x̃)‖₂; start: int32[B] which start won (0 = the given one);
+    start_distance: float32[S, B], the distance each start reached (``distance`` is its minimum
+    over starts, the winner's entry, exactly)."""
 
     image: jax.Array
     latent: jax.Array
     distance: jax.Array
     start: jax.Array
+    start_distance: jax.Array
 
 
 def l2_distance(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -104,7 +107,8 @@ def minimise_in_box(loss_fn: Callable, starts: jax.Array, low, high, config: Pro
     loss_fn(v: float32[B, d]) -> float32[B] (examples independent); starts: float32[S, B, d];
     low, high broadcastable to [B, d].  Every start runs ``config.iterations`` optimiser steps,
     clipping v into the box after each, and keeps its lowest-loss iterate; non-finite gradients
-    are zeroed per example.  Returns (v float32[B, d], loss float32[B], start int32[B]).
+    are zeroed per example.  Returns every start's result: (v float32[S, B, d], loss
+    float32[S, B]); :func:`best_start` picks the winner.
     """
     optimizer = config.optimizer()
 
@@ -133,15 +137,29 @@ def minimise_in_box(loss_fn: Callable, starts: jax.Array, low, high, config: Pro
         better = last < best_l
         return jnp.where(better[:, None], v, best_v), jnp.where(better, last, best_l)
 
-    vs, losses = jax.vmap(from_start)(starts)  # [S, B, d], [S, B]
+    return jax.vmap(from_start)(starts)  # [S, B, d], [S, B]
+
+
+def best_start(vs: jax.Array, losses: jax.Array):
+    """Per example, the start with the lowest (non-NaN) loss: vs float32[S, B, d], losses
+    float32[S, B] → (v float32[B, d], loss float32[B], start int32[B]).  The winner's loss is one
+    of ``losses``, so it is never above start 0's (or any start's) by construction."""
     winner = jnp.argmin(jnp.where(jnp.isnan(losses), jnp.inf, losses), axis=0).astype(jnp.int32)
-    cols = jnp.arange(starts.shape[1])
+    cols = jnp.arange(vs.shape[1])
     return vs[winner, cols], losses[winner, cols], winner
 
 
 def _squared_error(decoded: jax.Array, target: jax.Array) -> jax.Array:
     d = (decoded - target).reshape(target.shape[0], -1)
     return jnp.sum(d * d, axis=1)
+
+
+def _projection(decode: Callable, images: jax.Array, per_start) -> Projection:
+    """The :class:`Projection` from :func:`minimise_in_box`'s per-start results; distances are
+    √ of the squared errors the loop measured, so the winner's is the minimum over starts."""
+    vs, losses = per_start
+    latent, loss, winner = best_start(vs, losses)
+    return Projection(decode(latent), latent, jnp.sqrt(loss), winner, jnp.sqrt(losses))
 
 
 # ------------------------------------------------------------------------------------ validation
@@ -218,9 +236,8 @@ def _project_true(prototypes, font_ids, classes, images, theta_init, key, ranges
     def decode(theta):
         return fonts.render(prototypes, font_ids, classes, theta)
 
-    theta, _, winner = minimise_in_box(lambda t: _squared_error(decode(t), images), starts, low, high, config)
-    projected = decode(theta)
-    return Projection(projected, theta, l2_distance(images, projected), winner)
+    return _projection(decode, images, minimise_in_box(lambda t: _squared_error(decode(t), images), starts, low,
+                                                       high, config))
 
 
 def true_tangent_angle(prototypes, font_ids, classes, theta, delta, *, rtol: float = 1e-6) -> jax.Array:
@@ -289,6 +306,5 @@ def _project_learned(decode_fn, encode_fn, params, images, labels, z0, key, boun
     def decode(z):
         return decode_fn(params, z, labels)
 
-    z, _, winner = minimise_in_box(lambda v: _squared_error(decode(v), images), starts, -bound, bound, config)
-    projected = decode(z)
-    return Projection(projected, z, l2_distance(images, projected), winner)
+    return _projection(decode, images, minimise_in_box(lambda v: _squared_error(decode(v), images), starts, -bound,
+                                                       bound, config))
