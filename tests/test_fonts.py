@@ -46,6 +46,21 @@ def test_no_usable_fonts_names_packages(tmp_path):
         fonts.build(cfg, data_dir=tmp_path / "data")
 
 
+def test_fewer_fonts_than_asked_for_says_what_it_does(small_config, tmp_path, capsys):
+    from manifold_robustness import cli
+
+    cfg = data.FontsConfig(**{**small_config.to_dict(), "num_fonts": 20, "font_dirs": small_config.font_dirs})
+    for _ in range(2):  # built, then from the cache: the warning comes with every load
+        with pytest.warns(fonts.FontsShortfallWarning, match=r"only 8 usable font faces .* 20 were asked for"):
+            built = fonts.build(cfg, data_dir=tmp_path)
+    assert built.num_fonts == 8 and "Training sizes above 240 cannot run" in built.shortfall
+    assert fonts.build(small_config, data_dir=tmp_path).shortfall is None  # num_fonts=None: all there are
+    args = ["--num-fonts", "20", "--repetitions", "5", "--test-repetitions", "2", "--data-dir", str(tmp_path),
+            "--font-dir", small_config.font_dirs[0]]
+    assert cli.main(["data", "build", *args]) == 0
+    assert "warning: FONTS: only 8 usable font faces" in capsys.readouterr().err
+
+
 def test_build_is_deterministic_and_cached(small_config, tmp_path, monkeypatch):
     a = fonts.build(small_config, data_dir=tmp_path / "a")
     b = fonts.build(small_config, data_dir=tmp_path / "b")

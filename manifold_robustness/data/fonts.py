@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 
 import jax
@@ -95,6 +96,22 @@ class FontsData:
     def num_fonts(self) -> int:
         return self.prototypes.shape[0]
 
+    @property
+    def shortfall(self) -> str | None:
+        """None when the build has the fonts its config asked for; else what is missing and what
+        that does to an experiment (in words, for the user)."""
+        wanted = self.config.num_fonts
+        if wanted is None or self.num_fonts >= wanted:
+            return None
+        train, test = self.split_rows("train").size, self.split_rows("test").size
+        return (f"FONTS: only {self.num_fonts} usable font faces were found on this machine, but "
+                f"{wanted} were asked for, so this FONTS has {self.num_fonts} fonts "
+                f"({train} training and {test} test images instead of "
+                f"{wanted * NUM_CLASSES * (self.config.repetitions - self.config.test_repetitions)} "
+                f"and {wanted * NUM_CLASSES * self.config.test_repetitions}). Training sizes above "
+                f"{train} cannot run, fewer fonts make the task easier than the paper's, and the "
+                f"numbers are not comparable with the paper's. {fontfaces.install_hint()}")
+
     def split_rows(self, split: str) -> np.ndarray:
         """int64 row indices of ``split`` ("train" | "test") in dataset order."""
         if split not in ("train", "test"):
@@ -122,13 +139,7 @@ def _font_files(config: FontsConfig) -> list[str]:
 def _select_fonts(config: FontsConfig, faces, prototypes):
     """Seeded permutation of the sorted faces, then the first ``num_fonts``."""
     order = np.asarray(jax.random.permutation(jax.random.key(config.seed), len(faces)))
-    wanted = len(faces) if config.num_fonts is None else config.num_fonts
-    if wanted > len(faces):
-        log.warning(
-            "FONTS asked for %d fonts but only %d usable faces are installed; using all of them. %s",
-            wanted, len(faces), fontfaces.install_hint(),
-        )
-        wanted = len(faces)
+    wanted = len(faces) if config.num_fonts is None else min(config.num_fonts, len(faces))
     order = order[:wanted]
     return [faces[i] for i in order], prototypes[order]
 
@@ -211,6 +222,13 @@ def build(config: FontsConfig = FontsConfig(), data_dir=None, progress: bool = F
     return _as_data(config, meta, arrays, path)
 
 
+class FontsShortfallWarning(UserWarning):
+    """FONTS was built with fewer fonts than its config asked for (see ``FontsData.shortfall``)."""
+
+
 def _as_data(config, meta, arrays, path) -> FontsData:
     names = [f["name"] for f in json.loads((path / "fonts.json").read_text())]
-    return FontsData(config, arrays["images"], arrays["theta"], np.asarray(arrays["prototypes"]), names, meta, path)
+    built = FontsData(config, arrays["images"], arrays["theta"], np.asarray(arrays["prototypes"]), names, meta, path)
+    if built.shortfall:  # on every load, cached or not: it changes what an experiment means
+        warnings.warn(built.shortfall, FontsShortfallWarning, stacklevel=3)
+    return built
