@@ -69,6 +69,12 @@ def test_on_true_manifold_at_lowers_on_manifold_success(trained):
     assert _rate("on_true_manifold", models_["on_true_manifold_at"], batch, ctx) < on_normal - 0.05
 
 
+def _jit_builder(method, ctx):
+    """The method's batch builder, jitted as the training loop runs it (eager, the inner attack's
+    loop dispatches op by op: ~30 s a call with the CNN)."""
+    return jax.jit(make_builder(method, ctx))
+
+
 def _fake_batch(small_fonts, n=100):
     test = data.load("fonts", "test", limit=n, config=small_fonts)
     return {
@@ -83,7 +89,7 @@ def test_combined_batch_composition(small_fonts, method, second):
     clf, variables = models.create("cnn", (28, 28, 1), 10, jax.random.key(0))
     ctx = _context(clf, small_fonts)
     batch = _fake_batch(small_fonts)
-    inputs, labels, weights = make_builder(method, ctx)(variables, batch, jax.random.key(0), ctx.arrays)
+    inputs, labels, weights = _jit_builder(method, ctx)(variables, batch, jax.random.key(0), ctx.arrays)
     assert inputs.shape == (100, 28, 28, 1)
     np.testing.assert_array_equal(inputs[:50], batch["image"][:50])  # 50 clean
     np.testing.assert_array_equal(labels, batch["label"])
@@ -100,11 +106,11 @@ def test_half_methods_weights_and_full_variant(small_fonts):
     ctx = _context(clf, small_fonts)
     batch = _fake_batch(small_fonts)
     batch["mask"] = batch["mask"].at[-10:].set(False)  # a padded last batch
-    _, _, w = make_builder("regular_at", ctx)(variables, batch, jax.random.key(0), ctx.arrays)
+    _, _, w = _jit_builder("regular_at", ctx)(variables, batch, jax.random.key(0), ctx.arrays)
     np.testing.assert_allclose(w, [1 / 100] * 50 + [1 / 80] * 40 + [0] * 10, rtol=1e-6)
-    inputs, _, w_full = make_builder("regular_at_full", ctx)(variables, batch, jax.random.key(0), ctx.arrays)
+    inputs, _, w_full = _jit_builder("regular_at_full", ctx)(variables, batch, jax.random.key(0), ctx.arrays)
     assert float(jnp.abs(inputs - batch["image"]).max()) > 0 and float(w_full.sum()) == pytest.approx(1.0)
-    learned, _, _ = make_builder("on_learned_manifold_at", ctx)(variables, batch, jax.random.key(0), ctx.arrays)
+    learned, _, _ = _jit_builder("on_learned_manifold_at", ctx)(variables, batch, jax.random.key(0), ctx.arrays)
     decode, params = ctx.decode_fn, ctx.arrays["decoder"]
     recon = decode(params, batch["latent"][50:], batch["label"][50:])
     assert 0 < float(jnp.abs(learned[50:] - recon).max())  # decoded, perturbed latents
