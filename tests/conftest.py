@@ -148,3 +148,38 @@ def trained_cnn(small_fonts):
     }
     context = {"prototypes": jnp.asarray(data.fonts_prototypes(small_fonts))}
     return clf, result.variables_for(0), batch, context
+
+
+REPO = Path(__file__).resolve().parent.parent
+# What a fresh clone does not have: environments, caches, build outputs, results.
+_NOT_IN_A_CLONE = (".git", ".venv", ".stamps", ".pytest_data", ".pytest_cache", ".hypothesis", "build", "results",
+                   "outputs", "__pycache__", "*.egg-info", ".whl")
+
+
+@pytest.fixture(scope="session")
+def clean_checkout(tmp_path_factory) -> Path:
+    """A copy of this checkout (uncommitted changes included) without environments, caches or build
+    outputs, as a fresh clone has it: installs build from it, not from the working tree, so no stale
+    ``build/`` files reach a wheel."""
+    import shutil
+
+    dest = tmp_path_factory.mktemp("checkout") / "manifold-robustness"
+    shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(*_NOT_IN_A_CLONE), symlinks=True)
+    return dest
+
+
+def assert_decisions_agree(success, logits, labels, rtol: float = 1e-4):
+    """``success`` (bool[..., B], judged inside one program) equals "the classifier is wrong"
+    judged from ``logits`` (float[..., B, K], computed by another program), except where the
+    margin between the label's logit and the best other one is within rounding of 0: two programs
+    that round differently may decide such a tie either way, on any CPU.  Returns the number of
+    decisions compared."""
+    import jax.numpy as jnp
+
+    logits = jnp.asarray(logits)
+    label_logit = jnp.take_along_axis(logits, jnp.broadcast_to(labels, logits.shape[:-1])[..., None], -1)[..., 0]
+    others = jnp.where(jnp.arange(logits.shape[-1]) == jnp.asarray(labels)[..., None], -jnp.inf, logits)
+    margin = np.asarray(label_logit - others.max(-1))
+    clear = np.abs(margin) > rtol * float(jnp.abs(logits).max())
+    np.testing.assert_array_equal(np.asarray(success)[clear], (margin < 0)[clear])
+    return int(clear.sum())

@@ -24,6 +24,8 @@ from manifold_robustness.manifolds import vaegan, vaegan_losses, vaegan_nets, va
 from manifold_robustness.models import conv
 from manifold_robustness.report import vaegan as report
 
+from conftest import assert_decisions_agree
+
 
 def _cfg(epochs: int, **kw) -> vaegan.VAEGANConfig:
     return vaegan.VAEGANConfig.paper("fonts", channels=16, train=dataclasses.replace(vaegan.VAEGANConfig.train, epochs=epochs), **kw)
@@ -230,9 +232,15 @@ def test_cli_trains_and_writes_the_report(tmp_path, capsys):
 def test_vmapped_class_models_equal_separately_trained_ones(fonts, stacked):
     train, test = fonts
     alone = vaegan_train.train(train, _cfg(2), classes=[1], seed=3, progress=False)
+    # The two runs are differently compiled programs, equal only up to rounding, which Adam
+    # amplifies over the steps (on one CPU they agree to the bit, on another KL moved 0.6 %).  What
+    # the test must catch is the stack mixing its classes, so the tolerance is the distance to the
+    # nearest wrong answer: B's model trained alone must be >= 4x closer to B's stacked model than
+    # to A's (A's metrics differ from B's by 4-130 %; rounding moved them 0.03-0.8 %).
     for h_stack, h_alone in zip(stacked.history, alone.history):
         for m in vaegan_train.METRICS:
-            np.testing.assert_allclose(h_stack[m][1], h_alone[m][0], rtol=2e-3, err_msg=m)
+            own, other = abs(h_stack[m][1] - h_alone[m][0]), abs(h_stack[m][0] - h_alone[m][0])
+            assert own < 0.25 * other, (m, h_stack[m], h_alone[m])
     # Compare the functions, not every leaf: conv biases feed batch norm, so their gradient is zero
     # up to rounding and Adam turns that rounding noise (which differs between the vmapped and the
     # single program) into lr-sized steps; the networks' outputs are unaffected.
@@ -364,7 +372,7 @@ def test_on_learned_manifold_attack_through_trained_vaegan(manifold_trained, fon
     for r in range(2):  # the adversarial images are the decodings of the returned latents
         np.testing.assert_allclose(res.x[r], vaegan.decode(stacked.vae, stacked.variables, res.v[r], labels), atol=1e-4)
     # success is judged on those decodings and counted over examples whose reconstruction is right
-    np.testing.assert_array_equal(res.success, jnp.argmax(jax.vmap(logits_fn)(res.x), -1) != labels[None])
+    assert_decisions_agree(res.success, jax.vmap(logits_fn)(res.x), labels) > 0
     clean = atk.clean(batch, stacked.variables)
     np.testing.assert_allclose(clean, recon, atol=1e-4)
     correct = attacks.correct(logits_fn, clean, labels)
