@@ -13,8 +13,10 @@ To add a notebook: put it in notebooks/, give its knobs a ``parameters`` cell, a
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -79,10 +81,13 @@ class Spec(NamedTuple):
     parameters: dict | Callable[[Path], dict]  # or a function of the run's tmp_path (builds inputs)
     check: Callable[[str], None]  # receives the text of every stream and text/plain output
     images: int  # image outputs (figures) the run must produce, at least
+    # run as on a fresh Colab runtime: a kernel whose Python has the dependencies but not this
+    # package, so the set-up cell installs it (from REPO, a clean copy of this checkout)
+    colab: bool = False
 
 
 NOTEBOOKS: dict[str, Spec] = {
-    "quickstart.ipynb": Spec(QUICKSTART_TINY, check_quickstart, images=3),
+    "quickstart.ipynb": Spec(QUICKSTART_TINY, check_quickstart, images=3, colab=True),
     "claims.ipynb": Spec(claims_store, check_claims, images=4),
 }
 
@@ -123,23 +128,51 @@ def _output_text(nb) -> tuple[str, int]:
     return "\n".join(texts), images
 
 
-@pytest.fixture(scope="module")
-def kernel_manager(tmp_path_factory):
-    """A kernel manager whose only kernelspec runs ipykernel in this very interpreter."""
+def _kernel_manager_factory(kernels: Path, python: str):
+    """A function making kernel managers whose only kernelspec runs ipykernel in ``python``."""
     from ipykernel.kernelspec import write_kernel_spec
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
 
-    kernels = tmp_path_factory.mktemp("kernels")
-    spec_dir = write_kernel_spec(kernels / "python3")
+    spec_file = Path(write_kernel_spec(str(kernels / "python3"))) / "kernel.json"
+    spec = json.loads(spec_file.read_text())
+    spec["argv"][0] = python
+    spec_file.write_text(json.dumps(spec))
     ksm = KernelSpecManager(kernel_dirs=[str(kernels)], ensure_native_kernel=False)
-    spec = ksm.get_kernel_spec("python3")
-    assert spec.argv[0] == sys.executable, (spec_dir, spec.argv)
+    assert ksm.get_kernel_spec("python3").argv[0] == python
 
     def make():
         return KernelManager(kernel_name="python3", kernel_spec_manager=ksm)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def kernel_manager(tmp_path_factory):
+    """Kernels that run ipykernel in this very interpreter (the library installed)."""
+    return _kernel_manager_factory(tmp_path_factory.mktemp("kernels"), sys.executable)
+
+
+@pytest.fixture(scope="module")
+def colab_kernel_manager(tmp_path_factory):
+    """Kernels in a fresh virtual environment that, like a Colab runtime, has the dependencies
+    (this interpreter's packages, seen through a .pth file) and pip, but not manifold_robustness:
+    the notebook's set-up cell must install it."""
+    import sysconfig
+
+    root = tmp_path_factory.mktemp("colab")
+    subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True, capture_output=True)
+    python = root / "venv" / "bin" / "python"
+    # every installed distribution but this package (its editable finder, .pth and metadata)
+    deps = root / "preinstalled"
+    deps.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if entry.suffix != ".pth" and not re.match(r"_*(editable_*)?manifold[_-]robustness", entry.name):
+            (deps / entry.name).symlink_to(entry)
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    (Path(site) / "preinstalled.pth").write_text(f"{deps}\n")
+    return _kernel_manager_factory(root / "kernels", str(python))
 
 
 def test_every_notebook_has_tiny_parameters():
@@ -208,11 +241,16 @@ def test_harness_kernel_runs_this_interpreter_and_stops_at_errors(kernel_manager
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
-def test_notebook_runs_top_to_bottom(name, kernel_manager, tmp_path):
+def test_notebook_runs_top_to_bottom(name, request, tmp_path):
     spec = NOTEBOOKS[name]
-    parameters = spec.parameters(tmp_path) if callable(spec.parameters) else spec.parameters
+    parameters = spec.parameters(tmp_path) if callable(spec.parameters) else dict(spec.parameters)
+    if spec.colab:
+        parameters["REPO"] = str(request.getfixturevalue("clean_checkout"))
     nb = inject_parameters(nbformat.read(NOTEBOOK_DIR / name, as_version=4), parameters)
-    run_notebook(nb, kernel_manager, tmp_path)  # raises at the first failing cell
+    # where the library came from: the set-up cell's install (Colab) or this test environment
+    nb.cells.append(nbformat.v4.new_code_cell("import manifold_robustness\nprint('package:', manifold_robustness.__file__)"))
+    kernels = request.getfixturevalue("colab_kernel_manager" if spec.colab else "kernel_manager")
+    run_notebook(nb, kernels, tmp_path)  # raises at the first failing cell
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.execution_count is not None
@@ -220,3 +258,9 @@ def test_notebook_runs_top_to_bottom(name, kernel_manager, tmp_path):
     text, images = _output_text(nb)
     spec.check(text)
     assert images >= spec.images, f"expected at least {spec.images} figures, got {images}"
+    package = Path(re.search(r"^package: (.*)$", text, re.M).group(1))
+    if spec.colab:  # installed by the set-up cell, not editable: a copy in the kernel's environment
+        assert "notebook-setup: manifold_robustness installed from" in text, text
+        assert "/venv/" in str(package) and not package.is_relative_to(NOTEBOOK_DIR.parent), package
+    else:
+        assert "notebook-setup" not in text  # the set-up cell did nothing
