@@ -16,7 +16,9 @@ os.environ.setdefault("MANIFOLD_ROBUSTNESS_DATA", str(Path(__file__).parent / ".
 import jax  # noqa: E402
 
 jax.config.update("jax_compilation_cache_dir", str(Path(__file__).parent / ".." / ".pytest_data" / "jax_cache"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+# Every program, however quick to compile: the runner tests and the installed-wheel test run the
+# same tiny grids several times, and many of their programs compile in well under a second.
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 @pytest.fixture(autouse=True)

@@ -59,7 +59,7 @@ def test_wheel_in_a_fresh_venv_runs_an_experiment_from_any_folder(wheel, tmp_pat
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["MANIFOLD_ROBUSTNESS_DATA"] = str(Path(os.environ["MANIFOLD_ROBUSTNESS_DATA"]).resolve())
     env["JAX_COMPILATION_CACHE_DIR"] = str(Path(env["MANIFOLD_ROBUSTNESS_DATA"]) / "jax_cache")
-    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "1"
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     where = _run([python, "-c", "import manifold_robustness as m; print(m.__file__)"], cwd=elsewhere, env=env)
     assert Path(where.stdout.strip()).is_relative_to(venv), where.stdout  # the installed copy, not the checkout
     assert not Path(where.stdout.strip()).is_relative_to(REPO)
