@@ -164,20 +164,23 @@ def cmd_experiment_status(args) -> int:
 
     c = _load_config(args)
     root = _results_root(args, c)
+    from manifold_robustness.runner.store import STATUSES, ResultsStore
+
     states = experiment.status(c, root)
     width = max((len(k.name) for k in states), default=10)
     for key, state in states.items():
         if args.all or state != "done":
-            print(f"{key.name:{width}s}  {state}")
-    counts = {s: sum(v == s for v in states.values()) for s in ("done", "partial", "pending")}
-    print(f"{root}: {counts['done']} done, {counts['partial']} partial, {counts['pending']} pending of {len(states)} runs")
+            why = f"  ({ResultsStore(root).damage(key)}; `experiment run` redoes it)" if state == "damaged" else ""
+            print(f"{key.name:{width}s}  {state}{why}")
+    counts = ", ".join(f"{sum(v == s for v in states.values())} {s}" for s in STATUSES)
+    print(f"{root}: {counts} of {len(states)} runs")
     return 0
 
 
 def cmd_report(args) -> int:
     from manifold_robustness.runner import experiment
 
-    report = experiment.report(args.results, args.out)
+    report = experiment.report(args.results, args.out, say=lambda text: print(text, file=sys.stderr))
     for claim, v in report.verdicts.items():
         print(f"{claim}: {v['verdict']} - {v['reason']}")
     print(f"report: {Path(report.paths['markdown']).resolve()} (and report.html beside it)")

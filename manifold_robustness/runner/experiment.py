@@ -36,6 +36,10 @@ from manifold_robustness.training import MethodContext, TrainConfig, trainer
 log = logging.getLogger(__name__)
 
 
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
 @dataclasses.dataclass(frozen=True)
 class Group:
     """All seeds of one (dataset, method, N): trained in one compiled program."""
@@ -91,7 +95,10 @@ def run_key(key: RunKey) -> jax.Array:
 
 
 def status(c, root) -> dict[RunKey, str]:
-    return ResultsStore(root).status(planned_runs(c))
+    """The state of every planned run; refuses a root written by another config."""
+    st = ResultsStore(root)
+    st.check_config(config_lib.resolved(config_lib.check(c)))
+    return st.status(planned_runs(c))
 
 
 def stored_config(root):
@@ -104,15 +111,20 @@ def stored_config(root):
     return ml_collections.ConfigDict(exp["config"])
 
 
-def report(root, out_dir=None):
+def report(root, out_dir=None, say: Callable[[str], None] = _say):
     """Write the four-claims report of a results root (default ``<root>/report``) from its
-    finished runs; the runs still missing are listed in it.  Returns ``report.summary.Report``."""
+    finished runs; the runs still missing are listed in it, and a damaged run is named (``say``)
+    and left out.  Returns ``report.summary.Report``."""
     from manifold_robustness.report import summary
 
     c = stored_config(root)
     st = ResultsStore(root)
     out = out_dir if out_dir is not None else st.root / "report"
-    return summary.write_report(st.records(), out, planned=planned_runs(c), experiment=st.experiment())
+    damaged: dict = {}
+    records = st.records(damaged=damaged)
+    for why in damaged.values():
+        say(f"warning: {why}; the report leaves it out")
+    return summary.write_report(records, out, planned=planned_runs(c), experiment=st.experiment())
 
 
 # -- data and manifolds -------------------------------------------------------------------------
@@ -152,32 +164,40 @@ def _take(ds: data.Dataset, n: int) -> data.Dataset:
     return dataclasses.replace(ds, **fields)
 
 
-def _say(text: str) -> None:
-    print(text, flush=True)
-
-
 def prepare(c, store: ResultsStore, progress: bool = True, say: Callable[[str], None] = _say) -> Setting:
     """Load the data (and train / load the VAE-GANs when the config needs a learned manifold)."""
+    setting = load_setting(c)
+    if config_lib.uses_learned_manifold(c):
+        _prepare_vaegan(c, store, setting, progress, say)
+    return setting
+
+
+def load_setting(c) -> Setting:
+    """The data and classifier of a config, checked against it (no VAE-GANs; writes nothing to
+    the results root)."""
     largest = max(int(n) for n in c.sizes)
     if c.dataset == "fonts":
         fc = fonts_config(c)
-        train = data.load("fonts", "train", limit=largest, config=fc)
-        test = data.load("fonts", "test", limit=int(c.eval.test_examples), config=fc)
+        kwargs = {"config": fc}
         ranges, prototypes = fc.ranges, jnp.asarray(data.fonts_prototypes(fc))
     else:
-        src = c.data.source_dir or None
-        train = data.load(c.dataset, "train", limit=largest, source_dir=src)
-        test = data.load(c.dataset, "test", limit=int(c.eval.test_examples), source_dir=src)
+        kwargs = {"source_dir": c.data.source_dir or None}
         ranges, prototypes = trainer.default_ranges(c.dataset), None
+
+    def load(split, limit, key):
+        try:
+            return data.load(c.dataset, split, limit=limit, **kwargs)
+        except ValueError as err:
+            raise ValueError(f"{key} asks for {limit} {split} images: {err}") from None
+
+    train = load("train", largest, "sizes")
+    test = load("test", int(c.eval.test_examples), "eval.test_examples")
     if train.images.shape[0] < largest:
         raise ValueError(f"{c.dataset} has only {train.images.shape[0]} training images; sizes ask for up to {largest}")
     if test.images.shape[0] < max(c.eval.regular_examples, c.eval.on_manifold_examples):
         raise ValueError(f"{c.dataset} has only {test.images.shape[0]} test images; eval asks for more")
     clf, _ = models.create(c.model, train.images.shape[1:], train.num_classes, jax.random.key(0))
-    setting = Setting(train, test, clf, ranges, prototypes)
-    if config_lib.uses_learned_manifold(c):
-        _prepare_vaegan(c, store, setting, progress, say)
-    return setting
+    return Setting(train, test, clf, ranges, prototypes)
 
 
 def _prepare_vaegan(c, store: ResultsStore, s: Setting, progress: bool, say) -> None:
@@ -385,15 +405,22 @@ def run(c, root, *, shard_spec=None, progress: bool = True, mesh=None, say: Call
     """Run (or resume) the config's grid into the results ``root``; returns counts of runs done
     now / skipped.  ``stop_after``: stop after that many groups (for tests of resumption)."""
     config_lib.check(c)
-    store = ResultsStore(root).open(config_lib.resolved(c))
-    groups = shard(plan(c), shard_spec)
-    todo = [g for g in groups if not all(store.is_done(k) for k in g.keys)]
+    groups = shard(plan(c), parse_shard(shard_spec))
+    store = ResultsStore(root)
+    store.check_config(config_lib.resolved(c))
+    states = store.status([k for g in groups for k in g.keys])
+    for key in (k for k, v in states.items() if v == "damaged"):
+        say(f"{key.name} is damaged ({store.damage(key)}); redoing it")
+    todo = [g for g in groups if any(states[k] != "done" for k in g.keys)]
     counts = {"groups": len(groups), "skipped": len(groups) - len(todo), "trained": 0}
     say(f"{len(groups)} groups ({sum(len(g.seeds) for g in groups)} runs) in this shard; "
         f"{counts['skipped']} already finished; results in {store.root}")
     if not todo:
         return counts
-    s = prepare(c, store, progress, say)
+    s = load_setting(c)  # the last check (sizes against the data): nothing is written before it
+    store.open(config_lib.resolved(c))
+    if config_lib.uses_learned_manifold(c):
+        _prepare_vaegan(c, store, s, progress, say)
     attack_set = eval_attacks(c, s)
     for g in todo:
         if stop_after is not None and counts["trained"] >= stop_after:

@@ -7,15 +7,20 @@ Layout under the results root::
         model/                           orbax: the trained variables and optimiser state of this seed
         result/                          orbax: per-example arrays (see runner.records)
         metrics.json                     JSON metrics (see runner.records)
-        run.json                         written last (the run is finished iff it exists): the resolved
-                                         config, package versions and git commit of this run
+        run.json                         written last (the run is finished once it exists): the resolved
+                                         config, package versions, git commit and writer of this run and
+                                         its manifest (size and CRC-32 of every file above)
     train/<dataset>/<method>/n<N>/seeds<S1-S2-…>/   epoch checkpoints of a group being trained
                                          (all seeds of one (method, N) train together); removed
                                          once every seed of the group is finished
 
 A root written by one config refuses another (the difference is listed); only settings that do not
 change results (none so far) may differ.  Every file is written to a temporary name and renamed,
-and ``run.json`` comes last, so a crash never leaves a run that looks finished.
+and ``run.json`` comes last, so a crash never leaves a run that looks finished.  A finished run
+whose files no longer match its manifest (emptied, truncated, bit-flipped, missing) or whose
+``run.json`` is unreadable is *damaged*: :meth:`ResultsStore.status` says so, the runner redoes it,
+and reading it raises :class:`DamagedRunError` naming the file (runs written before manifests
+existed are trusted as they are).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -31,14 +37,57 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from manifold_robustness.data.cache import file_crc32
 from manifold_robustness.runner.records import RunKey, RunRecord
 from manifold_robustness.training.checkpoints import config_diff
 
-STATUSES = ("done", "partial", "pending")
+STATUSES = ("done", "damaged", "partial", "pending")
+RUN_FILES = ("model", "result", "metrics.json")  # what a manifest covers (run.json holds it)
 
 
 class ConfigMismatchError(ValueError):
     """The results root was written by another config."""
+
+
+class DamagedRunError(ValueError):
+    """A finished run's files do not match its manifest, or cannot be read."""
+
+
+class DamagedStoreError(ValueError):
+    """The results root's own ``experiment.json`` cannot be read."""
+
+
+def manifest(folder: Path, names: Iterable[str] = RUN_FILES) -> dict[str, dict]:
+    """{path relative to ``folder``: {"size", "crc32"}} of every file in ``names`` (files or folders)."""
+    out = {}
+    for name in names:
+        top = folder / name
+        for p in sorted([top] if top.is_file() else top.rglob("*")):
+            if p.is_file():
+                out[p.relative_to(folder).as_posix()] = {"size": p.stat().st_size, "crc32": file_crc32(p)}
+    return out
+
+
+def damage(folder: Path, expected: dict[str, dict]) -> str | None:
+    """What differs between the files under ``folder`` and a :func:`manifest`, or None."""
+    for name, spec in expected.items():
+        p = folder / name
+        if not p.is_file():
+            return f"{p} is missing"
+        size = p.stat().st_size
+        if size != spec["size"]:
+            return f"{p} has {size} bytes where {spec['size']} were written (truncated or overwritten)"
+        if file_crc32(p) != spec["crc32"]:
+            return f"{p} fails its checksum (the file was altered or damaged)"
+    return None
+
+
+def read_json(path: Path, what: str, fix: str, error=DamagedRunError) -> Any:
+    """JSON from ``path``; a file that is not valid JSON raises ``error`` naming it and the fix."""
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise error(f"{path} ({what}) is unreadable: {err}; {fix}") from None
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -168,20 +217,31 @@ class ResultsStore:
         """{"config": …, "versions": …, "git_commit": …, "created": …} or None for a new root."""
         if not self.experiment_path.exists():
             return None
-        return json.loads(self.experiment_path.read_text())
+        exp = read_json(self.experiment_path, "the config of this results folder",
+                        "restore it from a backup, or copy the \"config\" of any runs/**/run.json into "
+                        "{\"config\": …} there", DamagedStoreError)
+        if not isinstance(exp, dict) or not isinstance(exp.get("config"), dict):
+            raise DamagedStoreError(f"{self.experiment_path} holds no \"config\"; restore it from a backup")
+        return exp
 
-    def open(self, config: dict) -> "ResultsStore":
-        """Record ``config`` (resolved, JSON-able) for a new root; refuse a root written by another."""
+    def check_config(self, config: dict) -> dict | None:
+        """Refuse a root written by another config (reads only); returns the stored experiment."""
         stored = self.experiment()
         if stored is None:
-            write_json(self.experiment_path, {"config": config, "versions": versions(), "git_commit": git_commit(),
-                                              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-            return self
+            return None
         diff = config_diff(_flatten(stored["config"]), _flatten(json.loads(json.dumps(config, default=list))))
         if diff:
             raise ConfigMismatchError(
                 f"{self.root} holds results of another config; refusing to mix them.\n  " + "\n  ".join(diff)
                 + "\nUse another --results folder, or delete this one to start over.")
+        return stored
+
+    def open(self, config: dict) -> "ResultsStore":
+        """Record ``config`` (resolved, JSON-able) for a new root; refuse a root written by another.
+        Check the config (and everything else a run needs) first: this is the root's first write."""
+        if self.check_config(config) is None:
+            write_json(self.experiment_path, {"config": config, "versions": versions(), "git_commit": git_commit(),
+                                              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         return self
 
     # -- runs -----------------------------------------------------------------------------------
@@ -191,19 +251,38 @@ class ResultsStore:
     def train_dir(self, dataset: str, method: str, n: int, seeds: Iterable[int]) -> Path:
         return self.root / "train" / dataset / method / f"n{n}" / ("seeds" + "-".join(str(s) for s in seeds))
 
+    def damage(self, key: RunKey) -> str | None:
+        """Why the finished run ``key`` is damaged (one line naming the file), or None when it is
+        intact (checked against its manifest) or not finished."""
+        path = self.run_dir(key) / "run.json"
+        if not path.exists():
+            return None
+        try:
+            info = read_json(path, "the run's record", "")
+        except DamagedRunError as err:
+            return str(err).rstrip("; ")
+        if not isinstance(info, dict) or info.get("key") != key.as_dict():
+            return f"{path} does not describe run {key.name}"
+        if "manifest" not in info:  # written before manifests: trusted as it is
+            return None
+        return damage(self.run_dir(key), info["manifest"])
+
     def is_done(self, key: RunKey) -> bool:
-        return (self.run_dir(key) / "run.json").exists()
+        """Finished and intact."""
+        return (self.run_dir(key) / "run.json").exists() and self.damage(key) is None
 
     def status(self, keys: Iterable[RunKey]) -> dict[RunKey, str]:
-        """done: finished; partial: started (epoch checkpoints or half-written files); pending."""
+        """done: finished and intact; damaged: finished, but its files no longer match its
+        manifest (see :meth:`damage`); partial: started (epoch checkpoints or half-written files);
+        pending."""
         out = {}
         train = self.root / "train"
         started = {(p.parent.parent.relative_to(train).as_posix(), p.parent.name) for p in train.glob("*/*/n*/seeds*/steps")} \
             if train.exists() else set()
         for key in keys:
             group = f"{key.dataset}/{key.method}/n{key.n}"
-            if self.is_done(key):
-                out[key] = "done"
+            if (self.run_dir(key) / "run.json").exists():
+                out[key] = "damaged" if self.damage(key) else "done"
             elif self.run_dir(key).exists() or any(g == group and str(key.seed) in s[5:].split("-") for g, s in started):
                 out[key] = "partial"
             else:
@@ -219,25 +298,60 @@ class ResultsStore:
         write_json(d / "metrics.json", metrics)
         exp = self.experiment() or {}
         write_json(d / "run.json", {"key": key.as_dict(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                    "config": exp.get("config"), "versions": versions(), "git_commit": git_commit(), **info})
+                                    "config": exp.get("config"), "versions": versions(), "git_commit": git_commit(),
+                                    "worker": worker(), "manifest": manifest(d), **info})
+
+    def _checked(self, key: RunKey) -> Path:
+        """The run's folder, once it is known to be finished and intact (else a one-line error)."""
+        if not (self.run_dir(key) / "run.json").exists():
+            raise FileNotFoundError(f"run {key.name} is not finished in {self.root}")
+        why = self.damage(key)
+        if why:
+            raise DamagedRunError(f"run {key.name} is damaged: {why}. `experiment run` on this folder "
+                                  "redoes it (its other runs are kept)")
+        return self.run_dir(key)
 
     def load_model(self, key: RunKey, like: Any = None) -> dict:
         """The run's ``{"variables": …, "opt_state": …}`` (``like``: see :func:`load_tree`)."""
-        return load_tree(self.run_dir(key) / "model", like)
+        return _reading(self._checked(key) / "model", lambda p: load_tree(p, like))
 
     def record(self, key: RunKey, arrays: bool = True) -> RunRecord:
-        d = self.run_dir(key)
-        if not self.is_done(key):
-            raise FileNotFoundError(f"run {key.name} is not finished in {self.root}")
-        metrics = json.loads((d / "metrics.json").read_text())
-        return RunRecord(key, metrics, _flatten(load_tree(d / "result")) if arrays else {})
+        d = self._checked(key)
+        metrics = read_json(d / "metrics.json", "the run's metrics", "`experiment run` on this folder redoes the run")
+        return RunRecord(key, metrics, _flatten(_reading(d / "result", load_tree)) if arrays else {})
 
     def finished(self) -> list[RunKey]:
+        """Every run with a ``run.json`` (intact or damaged), sorted."""
         runs = self.root / "runs"
         if not runs.exists():
             return []
         return sorted(RunKey.parse(str(p.parent.relative_to(runs))) for p in runs.glob("*/*/n*/seed*/run.json"))
 
-    def records(self, arrays: bool = True) -> list[RunRecord]:
-        """Every finished run's record (sorted by key)."""
-        return [self.record(k, arrays) for k in self.finished()]
+    def records(self, arrays: bool = True, damaged: dict | None = None) -> list[RunRecord]:
+        """Every finished, intact run's record (sorted by key); a damaged run is left out and, with
+        ``damaged`` (a dict), recorded there as ``{key: why}``."""
+        out = []
+        for key in self.finished():
+            try:
+                out.append(self.record(key, arrays))
+            except DamagedRunError as err:
+                if damaged is None:
+                    raise
+                damaged[key] = str(err)
+        return out
+
+
+def _reading(path: Path, load):
+    """``load(path)``, with a failure to read what orbax wrote turned into a one-line error (for runs
+    written before manifests, whose damage is only found on reading)."""
+    try:
+        return load(path)
+    except (OSError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise DamagedRunError(f"{path} cannot be read ({first}); `experiment run` on this folder redoes "
+                              "the run") from None
+
+
+def worker() -> dict:
+    """Who is writing: {"host", "pid"} (recorded in each run.json, and in claims)."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
