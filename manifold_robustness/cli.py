@@ -152,9 +152,10 @@ def cmd_experiment_run(args) -> int:
     counts = experiment.run(c, root, shard_spec=args.shard, progress=not args.quiet, mesh=_mesh(args))
     states = experiment.status(c, root)
     left = sum(v != "done" for v in states.values())
-    print(f"{counts['trained']} groups run now, {counts['skipped']} were finished; "
+    claimed = f", {counts['claimed']} left to the other workers that claimed them" if counts["claimed"] else ""
+    print(f"{counts['trained']} groups run now, {counts['skipped']} were finished{claimed}; "
           f"{len(states) - left}/{len(states)} runs of the whole grid done in {root}")
-    if left and args.shard in (None, "0/1"):
+    if left and args.shard in (None, "0/1") and not counts["claimed"]:
         return 1
     return 0
 

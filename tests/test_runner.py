@@ -111,7 +111,7 @@ def test_two_shards_one_killed_and_resumed_equal_one_uninterrupted_run(reference
     assert [states[k] for k in experiment.planned_runs(c)] == ["done", "partial", "done", "pending"]
     monkeypatch.setattr(experiment.trainer, "train", real_train)
     counts = experiment.run(c, root, shard_spec="1/2", progress=False, say=lambda s: None)
-    assert counts == {"groups": 2, "skipped": 0, "trained": 2}
+    assert counts == {"groups": 2, "skipped": 0, "trained": 2, "claimed": 0}
     _assert_same(_records(root), _records(reference))
 
 

@@ -178,3 +178,76 @@ def test_override_errors_name_the_key():
     config.apply_override(c, "sizes=100,200")
     assert c.sizes == (100, 200)
     assert experiment.planned_runs(config.check(c))
+
+
+# -- two workers on one root ------------------------------------------------------------------
+
+
+def test_two_workers_on_one_root_train_every_group_once(finished, tmp_path):
+    """Two `experiment run` processes started together on one root: each group is trained by
+    exactly one of them (run.json records the writer), and the store equals a single process's."""
+    import os
+    import subprocess
+    import sys
+
+    import jax
+
+    root = tmp_path / "shared"
+    cache_dir = jax.config.jax_compilation_cache_dir  # the tests' persistent cache: fewer compiles
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(cache_dir),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "1"}
+    cmd = [sys.executable, "-m", "manifold_robustness", "experiment", "run", *CONFIG, "--results", str(root), "--quiet"]
+    workers = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    outs = [w.communicate(timeout=900) for w in workers]
+    for w, (out, err) in zip(workers, outs):
+        assert w.returncode == 0, err[-3000:]
+    trained = [line for out, _ in outs for line in out.splitlines() if line.startswith("[") and "] seeds" in line]
+    assert sorted(trained) == sorted(f"[{k.dataset}/{k.method}/n{k.n}] seeds 0" for k in (NORMAL, OTHER))
+    writers = {k: json.loads((root / "runs" / k.name / "run.json").read_text())["worker"]["pid"] for k in (NORMAL, OTHER)}
+    assert set(writers.values()) <= {w.pid for w in workers}
+    assert not (root / "claims").exists() or not list((root / "claims").rglob("*.json"))  # all released
+    # The same compiled programs on the same machine as the single-process store: equal bit for bit.
+    one, two = store.ResultsStore(finished), store.ResultsStore(root)
+    for key in (NORMAL, OTHER):
+        a, b = one.record(key), two.record(key)
+        assert a.metrics["test_error"] == b.metrics["test_error"] and sorted(a.arrays) == sorted(b.arrays)
+        for k, v in a.arrays.items():
+            np.testing.assert_array_equal(v, b.arrays[k], err_msg=f"{key.name} {k}")
+
+
+def test_a_group_claimed_by_a_live_worker_is_left_to_it(copy, capsys):
+    from manifold_robustness import claims
+
+    shutil.rmtree(copy / "runs" / NORMAL.name)
+    st = store.ResultsStore(copy)
+    with claims.claim(st.claim_path("fonts/normal/n100")) as held:  # as another live worker would
+        assert held is not None
+        counts = experiment.run(config.load("fonts:tiny", OVERRIDES), copy, progress=False)
+    assert counts == {"groups": 2, "skipped": 1, "trained": 0, "claimed": 1}
+    assert "[fonts/normal/n100] claimed by pid" in capsys.readouterr().out
+    assert st.status([NORMAL])[NORMAL] == "pending"
+
+
+def test_leftovers_older_than_every_live_claim_are_removed(copy):
+    import os
+    import time
+
+    from manifold_robustness import claims
+
+    run = copy / "runs" / OTHER.name
+    old = [run / f".model.{'a' * 32}", run / f".metrics.json.{'b' * 32}.tmp", copy / "train/fonts/normal/n100"]
+    old[0].mkdir()
+    old[1].write_text("{")
+    old[2].mkdir(parents=True)
+    for p in (*old, copy / "train/fonts/normal", copy / "train/fonts", copy / "train"):
+        os.utime(p, (time.time() - 600, time.time() - 600))
+    st = store.ResultsStore(copy)
+    with claims.claim(st.claim_path("fonts/x/n1")):  # a live worker, started after the leftovers
+        young = run / f".result.{'c' * 32}"  # written by that worker: kept
+        young.mkdir()
+        os.utime(young, (time.time() + 5, time.time() + 5))
+        gone = st.clean_leftovers()
+    assert set(old) <= set(gone) and not any(p.exists() for p in old)
+    assert young.exists() and (run / "run.json").exists() and st.status([OTHER])[OTHER] == "done"
+    assert st.clean_leftovers() == [young]  # no live claim left: everything staged goes

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import time
 import zlib
 from typing import Any, Callable
@@ -27,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from manifold_robustness import attacks, data, models
+from manifold_robustness import attacks, claims, data, models
 from manifold_robustness.runner import config as config_lib
 from manifold_robustness.runner.records import RunKey
 from manifold_robustness.runner.store import ResultsStore
@@ -211,7 +210,8 @@ def _prepare_vaegan(c, store: ResultsStore, s: Setting, progress: bool, say) -> 
         f"(checkpoints in {store.root / 'vaegan'})")
     full = data.load(c.dataset, "train", source_dir=c.data.source_dir or None, dtype=np.uint8) \
         if c.dataset != "fonts" else data.load("fonts", "train", config=fonts_config(c), dtype=np.uint8)
-    result = vaegan_train.train(full, vcfg, checkpoint_dir=str(store.root / "vaegan"), progress=progress)
+    with claims.wait(store.claim_path("vaegan"), say=say):  # one worker trains them; the others then load them
+        result = vaegan_train.train(full, vcfg, checkpoint_dir=str(store.root / "vaegan"), progress=progress)
     s.vae, s.vae_variables = result.vae, result.variables
     s.train_latents = np.asarray(vaegan.latent_codes(result.vae, result.variables, s.train.images, s.train.labels))
     s.test_latents = np.asarray(vaegan.latent_codes(result.vae, result.variables, s.test.images, s.test.labels))
@@ -402,8 +402,11 @@ def measure_distances(c, s: Setting, variables, key: jax.Array, attack_set: dict
 
 def run(c, root, *, shard_spec=None, progress: bool = True, mesh=None, say: Callable[[str], None] = _say,
         stop_after: int | None = None) -> dict[str, int]:
-    """Run (or resume) the config's grid into the results ``root``; returns counts of runs done
-    now / skipped.  ``stop_after``: stop after that many groups (for tests of resumption)."""
+    """Run (or resume) the config's grid into the results ``root``; returns counts of groups
+    trained now / skipped (finished) / claimed (by another live worker, left to it).  Any number of
+    workers may run on one root: each group, and the VAE-GANs, is trained by the one worker that
+    claims it (see :mod:`manifold_robustness.claims`).  ``stop_after``: stop after that many groups
+    (for tests of resumption)."""
     config_lib.check(c)
     groups = shard(plan(c), parse_shard(shard_spec))
     store = ResultsStore(root)
@@ -412,7 +415,7 @@ def run(c, root, *, shard_spec=None, progress: bool = True, mesh=None, say: Call
     for key in (k for k, v in states.items() if v == "damaged"):
         say(f"{key.name} is damaged ({store.damage(key)}); redoing it")
     todo = [g for g in groups if any(states[k] != "done" for k in g.keys)]
-    counts = {"groups": len(groups), "skipped": len(groups) - len(todo), "trained": 0}
+    counts = {"groups": len(groups), "skipped": len(groups) - len(todo), "trained": 0, "claimed": 0}
     say(f"{len(groups)} groups ({sum(len(g.seeds) for g in groups)} runs) in this shard; "
         f"{counts['skipped']} already finished; results in {store.root}")
     if not todo:
@@ -421,21 +424,38 @@ def run(c, root, *, shard_spec=None, progress: bool = True, mesh=None, say: Call
     store.open(config_lib.resolved(c))
     if config_lib.uses_learned_manifold(c):
         _prepare_vaegan(c, store, s, progress, say)
+    store.clean_leftovers(say)
     attack_set = eval_attacks(c, s)
     for g in todo:
         if stop_after is not None and counts["trained"] >= stop_after:
             break
-        say(f"[{g.name}] seeds {', '.join(map(str, g.seeds))}")
-        t0 = time.perf_counter()
-        result = train_group(c, s, store, g, progress, mesh)
-        train_s = time.perf_counter() - t0
-        for i, key in enumerate(g.keys):
-            if store.is_done(key):
-                continue
-            _finish_run(c, s, store, key, result, i, train_s, attack_set, progress, mesh, say)
-        shutil.rmtree(store.train_dir(g.dataset, g.method, g.n, g.seeds), ignore_errors=True)
-        counts["trained"] += 1
+        with claims.claim(store.claim_path(g.name)) as held:
+            if held is None:
+                say(f"[{g.name}] claimed by {claims.describe(claims.read(store.claim_path(g.name)))}; "
+                    "going on to the next group")
+                counts["claimed"] += 1
+            elif _run_group(c, s, store, g, attack_set, progress, mesh, say):
+                counts["trained"] += 1
+            else:
+                counts["skipped"] += 1
     return counts
+
+
+def _run_group(c, s: Setting, store: ResultsStore, g: Group, attack_set: dict, progress, mesh, say) -> bool:
+    """Train the group (under its claim) and save its unfinished runs; False when another worker
+    finished them all before the claim was ours."""
+    keys = [k for k in g.keys if not store.is_done(k)]
+    if not keys:
+        return False
+    say(f"[{g.name}] seeds {', '.join(map(str, g.seeds))}")
+    t0 = time.perf_counter()
+    result = train_group(c, s, store, g, progress, mesh)
+    train_s = time.perf_counter() - t0
+    for i, key in enumerate(g.keys):
+        if key in keys:
+            _finish_run(c, s, store, key, result, i, train_s, attack_set, progress, mesh, say)
+    store.remove_train_dir(g.dataset, g.method, g.n, g.seeds)
+    return True
 
 
 def _finish_run(c, s: Setting, store: ResultsStore, key: RunKey, result, i: int, train_s: float, attack_set: dict,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -267,6 +268,39 @@ class ResultsStore:
             return None
         return damage(self.run_dir(key), info["manifest"])
 
+    def claim_path(self, name: str) -> Path:
+        """The claim file of a group (``fonts/normal/n250``) or of the VAE-GANs (``vaegan``)."""
+        return self.root / "claims" / f"{name}.json"
+
+    def remove_train_dir(self, dataset: str, method: str, n: int, seeds: Iterable[int]) -> None:
+        """Drop a finished group's epoch checkpoints and the folders they leave empty."""
+        d = self.train_dir(dataset, method, n, seeds)
+        shutil.rmtree(d, ignore_errors=True)
+        _prune_empty(d.parent, self.root)
+
+    def clean_leftovers(self, say=None) -> list[Path]:
+        """Remove what killed writers left: staging folders and temporary files, expired claims
+        set aside, empty training folders; only those older than the oldest live claim, so no
+        live worker's files go.  Returns what was removed."""
+        from manifold_robustness import claims
+
+        before = claims.oldest_live(self.root / "claims")
+        gone = []
+        for p in sorted(self.root.rglob(".*")) + sorted(self.root.glob("claims/**/*.expired-*")):
+            if p.exists() and _LEFTOVER.match(p.name) and p.lstat().st_mtime < before:
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+                gone.append(p)
+        # deepest first, judged by their times before this pass empties them
+        dirs = [(d, d.stat().st_mtime) for d in (self.root / "train").glob("**/") if d.is_dir()]
+        for d, mtime in sorted(dirs, key=lambda e: -len(e[0].parts)):
+            if mtime < before and not any(d.iterdir()):
+                d.rmdir()
+                gone.append(d)
+        if gone and say is not None:
+            say(f"removed {len(gone)} leftover(s) of interrupted writers: " + ", ".join(
+                p.relative_to(self.root).as_posix() for p in gone[:3]) + (", …" if len(gone) > 3 else ""))
+        return gone
+
     def is_done(self, key: RunKey) -> bool:
         """Finished and intact."""
         return (self.run_dir(key) / "run.json").exists() and self.damage(key) is None
@@ -350,6 +384,20 @@ def _reading(path: Path, load):
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise DamagedRunError(f"{path} cannot be read ({first}); `experiment run` on this folder redoes "
                               "the run") from None
+
+
+# staging names of save_tree (".model.<hex>") and write_json (".<name>.<hex>.tmp"), and claims
+# renamed aside on take-over ("<name>.expired-<hex>")
+_LEFTOVER = re.compile(r"^\.[\w.-]+\.[0-9a-f]{32}(\.tmp)?$|\.expired-[0-9a-f]{32}$")
+
+
+def _prune_empty(folder: Path, root: Path) -> None:
+    while folder != root and folder.is_relative_to(root):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or gone)
+            return
+        folder = folder.parent
 
 
 def worker() -> dict:
