@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import time
 import zlib
+from pathlib import Path
 from typing import Any, Callable
 
 import jax
@@ -29,7 +30,7 @@ import numpy as np
 from manifold_robustness import attacks, claims, data, models
 from manifold_robustness.runner import config as config_lib
 from manifold_robustness.runner.records import RunKey
-from manifold_robustness.runner.store import ResultsStore
+from manifold_robustness.runner.store import ResultsStore, writable
 from manifold_robustness.training import MethodContext, TrainConfig, trainer
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ def report(root, out_dir=None, say: Callable[[str], None] = _say):
     c = stored_config(root)
     st = ResultsStore(root)
     out = out_dir if out_dir is not None else st.root / "report"
+    writable(Path(out), "choose a writable report folder (--out)")
     damaged: dict = {}
     records = st.records(damaged=damaged)
     for why in damaged.values():

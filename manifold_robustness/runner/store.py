@@ -31,6 +31,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -81,6 +82,18 @@ def damage(folder: Path, expected: dict[str, dict]) -> str | None:
         if file_crc32(p) != spec["crc32"]:
             return f"{p} fails its checksum (the file was altered or damaged)"
     return None
+
+
+def writable(folder: Path, fix: str) -> Path:
+    """Create ``folder`` and check a file can be written there; a PermissionError that names the
+    folder, the reason (read-only file system, no permission, disk full) and ``fix`` otherwise."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise PermissionError(f"{folder} is not writable ({err.strerror or err}); {fix}") from None
+    return folder
 
 
 def read_json(path: Path, what: str, fix: str, error=DamagedRunError) -> Any:
@@ -208,6 +221,13 @@ class ResultsStore:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).absolute()  # orbax refuses relative paths
+        for p in (self.root, *self.root.parents):
+            if p.exists() and not p.is_dir():
+                where = "is a file" if p == self.root else f"lies under the file {p}"
+                raise ValueError(f"results folder {self.root} {where}; choose a folder (--results) that is "
+                                 "not a file and not under one")
+            if p.exists():
+                break
 
     # -- the experiment -------------------------------------------------------------------------
     @property
@@ -241,6 +261,7 @@ class ResultsStore:
         """Record ``config`` (resolved, JSON-able) for a new root; refuse a root written by another.
         Check the config (and everything else a run needs) first: this is the root's first write."""
         if self.check_config(config) is None:
+            writable(self.root, "choose a writable --results folder")
             write_json(self.experiment_path, {"config": config, "versions": versions(), "git_commit": git_commit(),
                                               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         return self

@@ -54,12 +54,14 @@ def default_ranges(dataset_name: str | None) -> transforms.TransformRanges:
 def device_data(dataset, input_shape: Sequence[int], extra_arrays: dict | None = None) -> dict[str, jax.Array]:
     """Move a dataset's arrays to the device once (uint8 images stay uint8), validating them.
     ``extra_arrays`` adds per-example arrays (e.g. ``latent``: the VAE-GAN codes of the images)."""
+    if not (hasattr(dataset, "images") and hasattr(dataset, "labels")):
+        raise TypeError(f"the training / test data must be a data.Dataset (with .images and .labels, e.g. "
+                        f"data.load('fonts', 'train')); got {type(dataset).__name__}")
     images = np.asarray(dataset.images)
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(input_shape):
         raise ValueError(f"images must be [N, {', '.join(map(str, input_shape))}] for this model; got {images.shape}")
     if images.dtype == np.float32:
-        if images.size and (np.isnan(images).any() or images.min() < 0 or images.max() > 1):
-            raise ValueError("float32 images must lie in [0, 1] without NaN")
+        models.check_range(images, "float32 images")
     elif images.dtype != np.uint8:
         raise ValueError(f"images must be float32 in [0, 1] or uint8; got {images.dtype}")
     labels = np.asarray(dataset.labels)
