@@ -139,3 +139,37 @@ def test_training_data_must_be_a_dataset(mlp):
     images, labels = np.zeros((10, 28, 28, 1), np.float32), np.zeros(10, np.int32)
     with pytest.raises(TypeError, match=r"must be a data.Dataset .*got tuple"):
         training.train(clf, "normal", (images, labels), progress=False)
+
+
+# -- checks the compiled programs cannot make happen at their boundary ---------------------------
+
+
+@pytest.mark.parametrize("bad, message", [("nan", "contains NaN"), ("label", r"labels must lie in \[0, 9\]")])
+def test_the_runner_checks_every_chunk_it_attacks(bad, message, mlp):
+    c = config.load("fonts:tiny", ["model=mlp", "eval.batch=10"])
+    s = experiment.load_setting(c)
+    images, labels = np.array(s.test.images), np.array(s.test.labels)
+    if bad == "nan":
+        images[15, 3, 3, 0] = np.nan  # in the second chunk of ten
+    else:
+        labels[15] = 10
+    import dataclasses
+
+    s = dataclasses.replace(s, test=dataclasses.replace(s.test, images=images, labels=labels))
+    attack = attacks.make("linf", iterations=1, restarts=1)
+    with pytest.raises(ValueError, match=message):
+        experiment.attack_model(c, s, mlp[1], jax.random.key(0), "regular", attack, 20)
+
+
+def test_training_refuses_labels_the_decoder_has_no_model_for():
+    from manifold_robustness import data
+    from manifold_robustness.manifolds import vaegan
+
+    vae, variables = vaegan.create((8, 8, 1), vaegan.VAEGANConfig(channels=16), [0, 1], jax.random.key(0))
+    clf, _ = models.create("mlp", (8, 8, 1), 3, jax.random.key(0))
+    ds = data.Dataset("toy", "train", np.full((6, 8, 8, 1), 0.5, np.float32), np.array([0, 1, 2] * 2, np.int32), 3)
+    ctx = training.MethodContext(clf, decode_fn=vaegan.decoder_fn(vae), arrays={"decoder": variables},
+                                 attack={"iterations": 1})
+    with pytest.raises(ValueError, match=r"labels \[2\] have no trained model"):
+        training.train(clf, "on_learned_manifold_at", ds, context=ctx, config=training.TrainConfig(epochs=1, batch_size=6),
+                       extra_arrays={"latent": np.zeros((6, vae.latent_dim), np.float32)}, progress=False)

@@ -9,6 +9,13 @@ Batch keys per attack: image attacks read ``image``; ``on_true_manifold`` reads 
 ``font_id`` and needs ``context={"prototypes": float32[F, 10, H, W, 1]}``; ``on_learned_manifold``
 reads ``latent`` and calls ``decode_fn(context, z, labels)``; ``transformation`` reads ``image``.
 All read ``label``.
+
+Checks: an attack called with concrete inputs validates them first (:func:`check_inputs`: label
+range, image range and NaN, the fields the attack reads, ε).  Under a caller's own ``jit`` the
+values are tracers and these checks are skipped (a label of 10 or a NaN image then runs as it is),
+so a caller who jits an attack should call ``check_inputs`` on each concrete batch beforehand, as
+the runner does for every chunk it attacks; a learned-manifold attack's ``check_inputs`` also runs
+the decoder on the concrete labels, so a label without a trained model is refused there.
 """
 
 from __future__ import annotations

@@ -309,15 +309,18 @@ def attack_model(c, s: Setting, variables, key: jax.Array, name: str, attack: at
     fn = _compiled_attack(s, name, attack)
     chunk = min(int(c.eval.batch), count)
     size = chunk
-    first, context = _attack_batch(s, name, slice(0, chunk))
-    attacks.check_inputs(attack, s.classifier.logits_fn(variables), first, context)
+    starts = range(0, count, chunk)
+    # Inside the compiled program the attack's checks cannot see values: check every chunk here
+    logits_fn = s.classifier.logits_fn(variables)
+    for start in starts:
+        batch, context = _attack_batch(s, name, slice(start, min(start + chunk, count)))
+        attacks.check_inputs(attack, logits_fn, batch, context)
     if mesh is not None:  # every input on the mesh: rows split over its devices, the rest replicated
         from manifold_robustness import parallel
 
         size = parallel.pad_to_multiple(chunk, mesh)
         variables, context = parallel.replicate((variables, context), mesh)
     parts: dict[str, list] = {}
-    starts = range(0, count, chunk)
     bar = None
     if progress:
         from tqdm.auto import tqdm

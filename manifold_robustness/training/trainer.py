@@ -131,6 +131,7 @@ def train(
         raise ValueError(f"labels must lie in [0, {classifier.num_classes - 1}] for this model")
     n = int(data["label"].shape[0])
     context = context or MethodContext(classifier, ranges=default_ranges(getattr(train_data, "name", None)))
+    _check_decoder(context, data)
     builder = make_builder(method, context)
     optimizer = loop.make_optimizer(config, loop.steps_per_epoch(n, config.batch_size))
     epoch_fn = loop.compile_epoch(classifier, optimizer, builder, config.batch_size, mesh=mesh)
@@ -188,6 +189,17 @@ def train(
     variables = state["variables"]
     test = evaluate(classifier, variables, test_data, config.eval_batch_size, mesh=mesh) if test_data is not None else None
     return TrainResult(classifier, seeds, variables, history, test, state["opt_state"])
+
+
+def _check_decoder(context: MethodContext, data: dict) -> None:
+    """Inside the compiled epoch the decoder sees traced labels, which it cannot check (a label
+    without a model would read another class's); decode one example of each label here, with
+    concrete values, so the decoder's own checks (``vaegan.check_labels``) run."""
+    if context.decode_fn is None or "latent" not in data or "decoder" not in (context.arrays or {}):
+        return
+    labels = np.asarray(data["label"])
+    _, first = np.unique(labels, return_index=True)
+    context.decode_fn(context.arrays["decoder"], data["latent"][first], jnp.asarray(labels[first]))
 
 
 def _pack_history(history: list[dict]) -> dict:
