@@ -13,6 +13,8 @@ Layout under the results root::
     train/<dataset>/<method>/n<N>/seeds<S1-S2-…>/   epoch checkpoints of a group being trained
                                          (all seeds of one (method, N) train together); removed
                                          once every seed of the group is finished
+    claims/<dataset>/<method>/n<N>.json  the claim of the worker training that group, and
+    claims/vaegan.json                   of the one training the VAE-GANs (manifold_robustness.claims)
 
 A root written by one config refuses another (the difference is listed); only settings that do not
 change results (none so far) may differ.  Every file is written to a temporary name and renamed,
