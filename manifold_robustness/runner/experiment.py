@@ -30,7 +30,8 @@ import numpy as np
 from manifold_robustness import attacks, claims, data, models
 from manifold_robustness.runner import config as config_lib
 from manifold_robustness.runner.records import RunKey
-from manifold_robustness.runner.store import ResultsStore, writable
+from manifold_robustness.runner.files import writable
+from manifold_robustness.runner.store import ResultsStore
 from manifold_robustness.training import MethodContext, TrainConfig, trainer
 
 log = logging.getLogger(__name__)

@@ -29,19 +29,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
-
-from manifold_robustness.data.cache import file_crc32
+from manifold_robustness.runner import files
 from manifold_robustness.runner.records import RunKey, RunRecord
 from manifold_robustness.training.checkpoints import config_diff
 
@@ -59,137 +54,6 @@ class DamagedRunError(ValueError):
 
 class DamagedStoreError(ValueError):
     """The results root's own ``experiment.json`` cannot be read."""
-
-
-def manifest(folder: Path, names: Iterable[str] = RUN_FILES) -> dict[str, dict]:
-    """{path relative to ``folder``: {"size", "crc32"}} of every file in ``names`` (files or folders)."""
-    out = {}
-    for name in names:
-        top = folder / name
-        for p in sorted([top] if top.is_file() else top.rglob("*")):
-            if p.is_file():
-                out[p.relative_to(folder).as_posix()] = {"size": p.stat().st_size, "crc32": file_crc32(p)}
-    return out
-
-
-def damage(folder: Path, expected: dict[str, dict]) -> str | None:
-    """What differs between the files under ``folder`` and a :func:`manifest`, or None."""
-    for name, spec in expected.items():
-        p = folder / name
-        if not p.is_file():
-            return f"{p} is missing"
-        size = p.stat().st_size
-        if size != spec["size"]:
-            return f"{p} has {size} bytes where {spec['size']} were written (truncated or overwritten)"
-        if file_crc32(p) != spec["crc32"]:
-            return f"{p} fails its checksum (the file was altered or damaged)"
-    return None
-
-
-def writable(folder: Path, fix: str) -> Path:
-    """Create ``folder`` and check a file can be written there; a PermissionError that names the
-    folder, the reason (read-only file system, no permission, disk full) and ``fix`` otherwise."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
-    except OSError as err:
-        raise PermissionError(f"{folder} is not writable ({err.strerror or err}); {fix}") from None
-    return folder
-
-
-def read_json(path: Path, what: str, fix: str, error=DamagedRunError) -> Any:
-    """JSON from ``path``; a file that is not valid JSON raises ``error`` naming it and the fix."""
-    try:
-        return json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise error(f"{path} ({what}) is unreadable: {err}; {fix}") from None
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in tree.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, name + "/"))
-        else:
-            out[name] = v
-    return out
-
-
-def _unflatten(flat: dict[str, Any]) -> dict:
-    tree: dict = {}
-    for name, v in flat.items():
-        *parents, leaf = name.split("/")
-        node = tree
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = v
-    return tree
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Atomically (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=_json_default))
-    os.replace(tmp, path)
-
-
-def _json_default(x):
-    if isinstance(x, (np.floating, np.integer, np.bool_)):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, tuple):
-        return list(x)
-    raise TypeError(f"not JSON-serialisable: {type(x).__name__}")
-
-
-def save_tree(path: Path, tree: Any, *, raw: bool = False) -> None:
-    """Save a nested dict of arrays with orbax, atomically: everything is written to a staging
-    folder that is renamed into place when complete; an older copy at ``path`` is replaced.
-    Empty arrays (orbax refuses them) are recorded by shape and dtype in ``empty.json`` beside the
-    data.  ``raw``: save any pytree as it is (model and optimiser state; no empty arrays)."""
-    import orbax.checkpoint as ocp
-
-    if raw:
-        data, empty = tree, {}
-    else:
-        flat = {k: np.asarray(v) for k, v in _flatten(tree).items()}
-        empty = {k: {"shape": list(v.shape), "dtype": v.dtype.str} for k, v in flat.items() if v.size == 0}
-        data = _unflatten({k: v for k, v in flat.items() if v.size})
-    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    staging.mkdir(parents=True)
-    if data:
-        ckpt = ocp.StandardCheckpointer()
-        ckpt.save(staging / "data", data)
-        ckpt.wait_until_finished()
-        ckpt.close()
-    write_json(staging / "empty.json", empty)
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(staging, path)
-
-
-def load_tree(path: Path, like: Any = None) -> Any:
-    """Restore what :func:`save_tree` wrote; ``like``: a pytree with the structure, shapes and
-    dtypes to restore into (needed for optimiser states; without it, nested dicts of numpy)."""
-    import jax
-    import orbax.checkpoint as ocp
-
-    ckpt = ocp.StandardCheckpointer()
-    if like is not None:
-        out = ckpt.restore(path / "data", jax.tree.map(ocp.utils.to_shape_dtype_struct, like))
-        ckpt.close()
-        return out
-    flat = {}
-    if (path / "data").exists():
-        flat = {k: np.asarray(v) for k, v in _flatten(ckpt.restore(path / "data")).items()}
-    ckpt.close()
-    for k, meta in json.loads((path / "empty.json").read_text()).items():
-        flat[k] = np.zeros(meta["shape"], np.dtype(meta["dtype"]))
-    return _unflatten(flat)
 
 
 def versions() -> dict[str, str]:
@@ -240,9 +104,9 @@ class ResultsStore:
         """{"config": …, "versions": …, "git_commit": …, "created": …} or None for a new root."""
         if not self.experiment_path.exists():
             return None
-        exp = read_json(self.experiment_path, "the config of this results folder",
+        exp = files.read_json(self.experiment_path, "the config of this results folder",
                         "restore it from a backup, or copy the \"config\" of any runs/**/run.json into "
-                        "{\"config\": …} there", DamagedStoreError)
+                        "{\"config\": …} there", error=DamagedStoreError)
         if not isinstance(exp, dict) or not isinstance(exp.get("config"), dict):
             raise DamagedStoreError(f"{self.experiment_path} holds no \"config\"; restore it from a backup")
         return exp
@@ -252,7 +116,7 @@ class ResultsStore:
         stored = self.experiment()
         if stored is None:
             return None
-        diff = config_diff(_flatten(stored["config"]), _flatten(json.loads(json.dumps(config, default=list))))
+        diff = config_diff(files.flatten(stored["config"]), files.flatten(json.loads(json.dumps(config, default=list))))
         if diff:
             raise ConfigMismatchError(
                 f"{self.root} holds results of another config; refusing to mix them.\n  " + "\n  ".join(diff)
@@ -262,10 +126,11 @@ class ResultsStore:
     def open(self, config: dict) -> "ResultsStore":
         """Record ``config`` (resolved, JSON-able) for a new root; refuse a root written by another.
         Check the config (and everything else a run needs) first: this is the root's first write."""
-        if self.check_config(config) is None:
-            writable(self.root, "choose a writable --results folder")
-            write_json(self.experiment_path, {"config": config, "versions": versions(), "git_commit": git_commit(),
-                                              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        new = self.check_config(config) is None
+        files.writable(self.root, "choose a writable --results folder")
+        if new:
+            files.write_json(self.experiment_path, {"config": config, "versions": versions(), "git_commit": git_commit(),
+                                                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         return self
 
     # -- runs -----------------------------------------------------------------------------------
@@ -282,14 +147,14 @@ class ResultsStore:
         if not path.exists():
             return None
         try:
-            info = read_json(path, "the run's record", "")
+            info = files.read_json(path, "the run's record", "", error=DamagedRunError)
         except DamagedRunError as err:
             return str(err).rstrip("; ")
         if not isinstance(info, dict) or info.get("key") != key.as_dict():
             return f"{path} does not describe run {key.name}"
         if "manifest" not in info:  # written before manifests: trusted as it is
             return None
-        return damage(self.run_dir(key), info["manifest"])
+        return files.damage(self.run_dir(key), info["manifest"])
 
     def claim_path(self, name: str) -> Path:
         """The claim file of a group (``fonts/normal/n250``) or of the VAE-GANs (``vaegan``)."""
@@ -299,7 +164,7 @@ class ResultsStore:
         """Drop a finished group's epoch checkpoints and the folders they leave empty."""
         d = self.train_dir(dataset, method, n, seeds)
         shutil.rmtree(d, ignore_errors=True)
-        _prune_empty(d.parent, self.root)
+        files.prune_empty(d.parent, self.root)
 
     def clean_leftovers(self, say=None) -> list[Path]:
         """Remove what killed writers left: staging folders and temporary files, expired claims
@@ -310,7 +175,7 @@ class ResultsStore:
         before = claims.oldest_live(self.root / "claims")
         gone = []
         for p in sorted(self.root.rglob(".*")) + sorted(self.root.glob("claims/**/*.expired-*")):
-            if p.exists() and _LEFTOVER.match(p.name) and p.lstat().st_mtime < before:
+            if p.exists() and files.LEFTOVER.match(p.name) and p.lstat().st_mtime < before:
                 shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
                 gone.append(p)
         # deepest first, judged by their times before this pass empties them
@@ -350,13 +215,13 @@ class ResultsStore:
         """Write a finished run: model and arrays (orbax), metrics, then ``run.json`` last."""
         d = self.run_dir(key)
         (d / "run.json").unlink(missing_ok=True)
-        save_tree(d / "model", model, raw=True)
-        save_tree(d / "result", _unflatten(arrays))
-        write_json(d / "metrics.json", metrics)
+        files.save_tree(d / "model", model, raw=True)
+        files.save_tree(d / "result", files.unflatten(arrays))
+        files.write_json(d / "metrics.json", metrics)
         exp = self.experiment() or {}
-        write_json(d / "run.json", {"key": key.as_dict(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        files.write_json(d / "run.json", {"key": key.as_dict(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                     "config": exp.get("config"), "versions": versions(), "git_commit": git_commit(),
-                                    "worker": worker(), "manifest": manifest(d), **info})
+                                    "worker": worker(), "manifest": files.manifest(d, RUN_FILES), **info})
 
     def _checked(self, key: RunKey) -> Path:
         """The run's folder, once it is known to be finished and intact (else a one-line error)."""
@@ -369,13 +234,14 @@ class ResultsStore:
         return self.run_dir(key)
 
     def load_model(self, key: RunKey, like: Any = None) -> dict:
-        """The run's ``{"variables": …, "opt_state": …}`` (``like``: see :func:`load_tree`)."""
-        return _reading(self._checked(key) / "model", lambda p: load_tree(p, like))
+        """The run's ``{"variables": …, "opt_state": …}`` (``like``: see :func:`files.load_tree`)."""
+        return _reading(self._checked(key) / "model", lambda p: files.load_tree(p, like))
 
     def record(self, key: RunKey, arrays: bool = True) -> RunRecord:
         d = self._checked(key)
-        metrics = read_json(d / "metrics.json", "the run's metrics", "`experiment run` on this folder redoes the run")
-        return RunRecord(key, metrics, _flatten(_reading(d / "result", load_tree)) if arrays else {})
+        metrics = files.read_json(d / "metrics.json", "the run's metrics", "`experiment run` on this folder redoes the run",
+                                  error=DamagedRunError)
+        return RunRecord(key, metrics, files.flatten(_reading(d / "result", files.load_tree)) if arrays else {})
 
     def finished(self) -> list[RunKey]:
         """Every run with a ``run.json`` (intact or damaged), sorted."""
@@ -407,20 +273,6 @@ def _reading(path: Path, load):
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise DamagedRunError(f"{path} cannot be read ({first}); `experiment run` on this folder redoes "
                               "the run") from None
-
-
-# staging names of save_tree (".model.<hex>") and write_json (".<name>.<hex>.tmp"), and claims
-# renamed aside on take-over ("<name>.expired-<hex>")
-_LEFTOVER = re.compile(r"^\.[\w.-]+\.[0-9a-f]{32}(\.tmp)?$|\.expired-[0-9a-f]{32}$")
-
-
-def _prune_empty(folder: Path, root: Path) -> None:
-    while folder != root and folder.is_relative_to(root):
-        try:
-            folder.rmdir()
-        except OSError:  # not empty (or gone)
-            return
-        folder = folder.parent
 
 
 def worker() -> dict:
