@@ -163,11 +163,10 @@ def cmd_experiment_run(args) -> int:
 
 def cmd_experiment_status(args) -> int:
     from manifold_robustness.runner import experiment
+    from manifold_robustness.runner.store import STATUSES, ResultsStore
 
     c = _load_config(args)
     root = _results_root(args, c)
-    from manifold_robustness.runner.store import STATUSES, ResultsStore
-
     states = experiment.status(c, root)
     width = max((len(k.name) for k in states), default=10)
     for key, state in states.items():

@@ -29,8 +29,8 @@ import numpy as np
 
 from manifold_robustness import attacks, claims, data, models
 from manifold_robustness.runner import config as config_lib
-from manifold_robustness.runner.records import RunKey
 from manifold_robustness.runner.files import writable
+from manifold_robustness.runner.records import RunKey
 from manifold_robustness.runner.store import ResultsStore
 from manifold_robustness.training import MethodContext, TrainConfig, trainer
 
@@ -428,9 +428,9 @@ def run(c, root, *, shard_spec=None, progress: bool = True, mesh=None, say: Call
         return counts
     s = load_setting(c)  # the last check (sizes against the data): nothing is written before it
     store.open(config_lib.resolved(c))
+    store.clean_leftovers(say)
     if config_lib.uses_learned_manifold(c):
         _prepare_vaegan(c, store, s, progress, say)
-    store.clean_leftovers(say)
     attack_set = eval_attacks(c, s)
     for g in todo:
         if stop_after is not None and counts["trained"] >= stop_after:
