@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad arguments or input (a message says what to change),
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
@@ -153,15 +154,17 @@ def cmd_experiment_run(args) -> int:
     counts = experiment.run(c, root, shard_spec=args.shard, progress=not args.quiet, mesh=_mesh(args))
     states = experiment.status(c, root)
     left = sum(v != "done" for v in states.values())
-    print(f"{counts['trained']} groups run now, {counts['skipped']} were finished; "
+    claimed = f", {counts['claimed']} left to the other workers that claimed them" if counts["claimed"] else ""
+    print(f"{counts['trained']} groups run now, {counts['skipped']} were finished{claimed}; "
           f"{len(states) - left}/{len(states)} runs of the whole grid done in {root}")
-    if left and args.shard in (None, "0/1"):
+    if left and args.shard in (None, "0/1") and not counts["claimed"]:
         return 1
     return 0
 
 
 def cmd_experiment_status(args) -> int:
     from manifold_robustness.runner import experiment
+    from manifold_robustness.runner.store import STATUSES, ResultsStore
 
     c = _load_config(args)
     root = _results_root(args, c)
@@ -169,16 +172,17 @@ def cmd_experiment_status(args) -> int:
     width = max((len(k.name) for k in states), default=10)
     for key, state in states.items():
         if args.all or state != "done":
-            print(f"{key.name:{width}s}  {state}")
-    counts = {s: sum(v == s for v in states.values()) for s in ("done", "partial", "pending")}
-    print(f"{root}: {counts['done']} done, {counts['partial']} partial, {counts['pending']} pending of {len(states)} runs")
+            why = f"  ({ResultsStore(root).damage(key)}; `experiment run` redoes it)" if state == "damaged" else ""
+            print(f"{key.name:{width}s}  {state}{why}")
+    counts = ", ".join(f"{sum(v == s for v in states.values())} {s}" for s in STATUSES)
+    print(f"{root}: {counts} of {len(states)} runs")
     return 0
 
 
 def cmd_report(args) -> int:
     from manifold_robustness.runner import experiment
 
-    report = experiment.report(args.results, args.out)
+    report = experiment.report(args.results, args.out, say=lambda text: print(text, file=sys.stderr))
     for claim, v in report.verdicts.items():
         print(f"{claim}: {v['verdict']} - {v['reason']}")
     print(f"report: {Path(report.paths['markdown']).resolve()} (and report.html beside it)")
@@ -189,9 +193,14 @@ def cmd_train(args) -> int:
     from manifold_robustness.runner import config, experiment
 
     overrides = [f"methods={args.method}", f"sizes={args.n}", f"seeds={args.seeds}", "distances.methods=()",
-                 f"eval.regular_examples={args.attack_examples}", f"eval.on_manifold_examples={args.attack_examples}",
-                 *([f"train.epochs={args.epochs}"] if args.epochs else []), *(args.override or [])]
+                 *([f"train.epochs={args.epochs}"] if args.epochs is not None else []), *(args.override or [])]
     c = config.load(args.config, overrides)
+    if args.attack_examples is not None:
+        if not 1 <= args.attack_examples <= c.eval.test_examples:
+            raise ValueError(f"--attack-examples must lie in [1, {c.eval.test_examples}] (the test images "
+                             f"{args.config} evaluates, eval.test_examples); got {args.attack_examples}")
+        c = config.load(args.config, [*overrides, f"eval.regular_examples={args.attack_examples}",
+                                      f"eval.on_manifold_examples={args.attack_examples}"])
     root = Path(args.results or f"results/train/{c.dataset}_{args.method}_n{args.n}")
     experiment.run(c, root, progress=not args.quiet, mesh=_mesh(args))
     from manifold_robustness.runner.store import ResultsStore
@@ -213,6 +222,10 @@ def cmd_attack(args) -> int:
     from manifold_robustness.runner.records import RunKey
     from manifold_robustness.runner.store import ResultsStore
 
+    for flag, value, least in (("--examples", args.examples, 1), ("--restarts", args.restarts, 1),
+                               ("--iterations", args.iterations, 0)):
+        if value < least:
+            raise ValueError(f"{flag} must be >= {least}; got {value}")
     store = ResultsStore(args.results)
     c = experiment.stored_config(args.results)
     done = store.finished()
@@ -319,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--n", type=int, default=1000, help="training-set size N (default 1000)")
     tr.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     tr.add_argument("--epochs", type=int, default=None, help="default: the config's (paper: 20)")
-    tr.add_argument("--attack-examples", type=int, default=500, help="test images each attack runs on (default 500)")
+    tr.add_argument("--attack-examples", type=int, default=None,
+                    help="test images each attack runs on (default: the config's eval.regular_examples and "
+                         "eval.on_manifold_examples)")
     tr.add_argument("--data-parallel", action="store_true", help="shard batches over all devices")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=cmd_train)
@@ -370,6 +385,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _de
         _default(message, category, filename, lineno, file, line)
 
 
+_FILE_SYSTEM_ERRORS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+                       errno.EEXIST, errno.EISDIR}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -379,6 +398,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ValueError, PermissionError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in _FILE_SYSTEM_ERRORS:
+            raise
+        print(f"error: cannot write {err.filename or 'a file'}: {err.strerror}; choose a writable folder "
+              "(--results, --out) or free some space", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 - the message matters more than the trace for users
         from manifold_robustness.data.fontfaces import NoUsableFontsError

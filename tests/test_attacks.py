@@ -239,7 +239,7 @@ def test_bad_inputs_raise():
         attacks.make("linf")(f, {**batch, "label": batch["label"] + 5}, jax.random.key(0))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         attacks.make("linf")(f, {**batch, "image": batch["image"] + 1.0}, jax.random.key(0))
-    with pytest.raises(ValueError, match="without NaN"):
+    with pytest.raises(ValueError, match=r"contains NaN \(1 of"):
         attacks.make("linf")(f, {**batch, "image": batch["image"].at[0, 0, 0, 0].set(jnp.nan)}, jax.random.key(0))
     with pytest.raises(ValueError, match="(?s)known attacks:.*on_true_manifold"):
         attacks.make("fgsm")

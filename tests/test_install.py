@@ -76,4 +76,4 @@ def test_wheel_in_a_fresh_venv_runs_an_experiment_from_any_folder(wheel, tmp_pat
         "from manifold_robustness.configs import fonts\nPRESETS = ('small',)\n\n"
         "def get_config(preset):\n    c = fonts.get_config('tiny')\n    c.sizes = (100,)\n    return c\n")
     status = _run([*mr, "experiment", "status", "--config", "mine.py:small", "--results", "mine"], cwd=elsewhere, env=env)
-    assert "0 done, 0 partial, 2 pending of 2 runs" in status.stdout, status.stdout
+    assert "0 done" in status.stdout and "2 pending of 2 runs" in status.stdout, status.stdout

@@ -80,7 +80,7 @@ def test_cli_runs_the_grid_and_writes_the_report(reference, capsys):
     assert cli.main(["experiment", "run", *TINY, "--results", str(reference), "--quiet"]) == 0
     assert "0 groups run now, 4 were finished" in capsys.readouterr().out
     assert cli.main(["experiment", "status", *TINY, "--results", str(reference)]) == 0
-    assert "4 done, 0 partial, 0 pending" in capsys.readouterr().out
+    assert "4 done, 0 damaged, 0 partial, 0 pending" in capsys.readouterr().out
 
 
 class _Killed(Exception):
@@ -94,7 +94,7 @@ def test_two_shards_one_killed_and_resumed_equal_one_uninterrupted_run(reference
     assert cli.main(["experiment", "run", *TINY, "--results", str(root), "--shard", "0/2", "--quiet"]) == 0
     capsys.readouterr()
     cli.main(["experiment", "status", *TINY, "--results", str(root)])
-    assert "2 done, 0 partial, 2 pending" in capsys.readouterr().out
+    assert "2 done, 0 damaged, 0 partial, 2 pending" in capsys.readouterr().out
 
     real_train = experiment.trainer.train
 
@@ -111,7 +111,7 @@ def test_two_shards_one_killed_and_resumed_equal_one_uninterrupted_run(reference
     assert [states[k] for k in experiment.planned_runs(c)] == ["done", "partial", "done", "pending"]
     monkeypatch.setattr(experiment.trainer, "train", real_train)
     counts = experiment.run(c, root, shard_spec="1/2", progress=False, say=lambda s: None)
-    assert counts == {"groups": 2, "skipped": 0, "trained": 2}
+    assert counts == {"groups": 2, "skipped": 0, "trained": 2, "claimed": 0}
     _assert_same(_records(root), _records(reference))
 
 

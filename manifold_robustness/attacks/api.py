@@ -9,18 +9,26 @@ Batch keys per attack: image attacks read ``image``; ``on_true_manifold`` reads 
 ``font_id`` and needs ``context={"prototypes": float32[F, 10, H, W, 1]}``; ``on_learned_manifold``
 reads ``latent`` and calls ``decode_fn(context, z, labels)``; ``transformation`` reads ``image``.
 All read ``label``.
+
+Checks: an attack called with concrete inputs validates them first (:func:`check_inputs`: label
+range, image range and NaN, the fields the attack reads, ε).  Under a caller's own ``jit`` the
+values are tracers and these checks are skipped (a label of 10 or a NaN image then runs as it is),
+so a caller who jits an attack should call ``check_inputs`` on each concrete batch beforehand, as
+the runner does for every chunk it attacks; a learned-manifold attack's ``check_inputs`` also runs
+the decoder on the concrete labels, so a label without a trained model is refused there.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable
 
 import jax
 import numpy as np
 import optax
 
-from manifold_robustness import transforms
+from manifold_robustness import models, transforms
 from manifold_robustness.registry import Registry
 from manifold_robustness.attacks import engine, objectives, spaces
 from manifold_robustness.attacks.engine import AttackConfig, AttackResult, Space
@@ -124,11 +132,32 @@ def random_learned_latent(decode_fn: Callable | None = None, eps=0.3, bound=2.0,
 def make(name: str, **overrides) -> Attack:
     """The attack ``name`` with the paper's defaults, any of them overridden (``eps``,
     ``iterations``, ``restarts``, ``mode``, ``optimizer``, ``lr``, ``step_size``, ``ranges``, …)."""
-    return ATTACKS.lookup(name).factory(**overrides)
+    factory = ATTACKS.lookup(name).factory
+    known = _settings(factory)
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"attack {name!r} has no setting {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(sorted(known))}")
+    return factory(**overrides)
+
+
+_FIXED = {n: {"iterations", "init"} for n in ("random_image", "random_true_latent", "random_learned_latent")}
+
+
+def _settings(factory) -> set[str]:
+    """The keyword arguments a factory takes: its own and, through ``**kw``, those of ``_config``."""
+    params = inspect.signature(factory).parameters
+    own = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        own |= set(inspect.signature(_config).parameters) - {"eps", "norm", "reparam"} - _FIXED.get(factory.__name__, set())
+    return own
 
 
 def check_inputs(attack: Attack, logits_fn, batch: dict, context=None) -> None:
     """Boundary validation of concrete inputs: a ValueError that says what was expected."""
+    if not isinstance(batch, dict) or "label" not in batch:
+        got = f"keys {sorted(batch)}" if isinstance(batch, dict) else type(batch).__name__
+        raise ValueError(f"batch must be a dict with 'label' int[B] (and the fields {attack.name} reads); got {got}")
     labels = np.asarray(batch["label"])
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"batch['label'] must be int[B]; got {labels.dtype}{list(labels.shape)}")
@@ -142,12 +171,20 @@ def check_inputs(attack: Attack, logits_fn, batch: dict, context=None) -> None:
         x = np.asarray(batch["image"])
         if x.ndim != 4 or x.dtype != np.float32:
             raise ValueError(f"batch['image'] must be float32[B, H, W, C] in [0, 1]; got {x.dtype}{list(x.shape)}")
-        if np.isnan(x).any() or x.min() < 0.0 or x.max() > 1.0:
-            raise ValueError(f"batch['image'] must lie in [0, 1] without NaN; got range [{np.nanmin(x)}, {np.nanmax(x)}]")
+        models.check_range(x, "batch['image']")
     for k, v in batch.items():
         if np.shape(v)[:1] != (b,):
             raise ValueError(f"batch[{k!r}] must have a leading axis of {b} examples; got shape {list(np.shape(v))}")
-    x_clean = attack.clean(batch, context)
+    try:
+        x_clean = attack.clean(batch, context)
+    except KeyError as err:
+        raise ValueError(f"attack {attack.name} reads batch[{err}]; the batch has {sorted(batch)} "
+                         "(see attacks.api for the keys of each attack)") from None
+    except TypeError as err:
+        if context is not None:
+            raise
+        raise ValueError(f"attack {attack.name} needs a context (e.g. {{'prototypes': …}} for FONTS, the "
+                         f"decoder's variables for a learned manifold); got None ({err})") from None
     num_classes = jax.eval_shape(logits_fn, x_clean).shape[-1]
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes - 1}] for this classifier; got [{labels.min()}, {labels.max()}]")

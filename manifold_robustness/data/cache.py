@@ -4,7 +4,8 @@ A cache entry is a folder holding ``*.npy`` arrays and ``meta.json``.  It is wri
 temporary sibling folder and renamed into place only when every file is complete and fsynced, so an
 interrupted build never leaves a folder that is later read as valid.  ``meta.json`` records each
 array's shape, dtype and CRC-32; :func:`read_entry` checks them and reports a corrupted entry
-instead of returning bad data.
+instead of returning bad data.  A killed build's temporary folder is removed by the next build in
+the same folder once its claim (:mod:`manifold_robustness.claims`) is dead.
 """
 
 from __future__ import annotations
@@ -12,14 +13,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
+import time
 import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+from manifold_robustness import claims
+
+log = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "MANIFOLD_ROBUSTNESS_DATA"
 FORMAT_VERSION = 1
@@ -77,7 +84,9 @@ def atomic_entry(final: Path) -> Iterator[Path]:
     with :func:`discard_entry` before rebuilding it.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
+    clean_staging(final.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    held = claims.try_claim(_claim_of(tmp))  # a new name: ours; tells other builders we are alive
     try:
         yield tmp
         for f in tmp.iterdir():
@@ -91,6 +100,31 @@ def atomic_entry(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if held is not None:
+            held.release()
+
+
+def _claim_of(staging: Path) -> Path:
+    return staging.with_name(staging.name + ".claim")
+
+
+def clean_staging(folder: Path) -> list[Path]:
+    """Remove the temporary folders of builds that were killed (their claim is dead, or they have
+    none and are older than a claim's expiry); a live build's folder stays."""
+    gone = []
+    for tmp in sorted(folder.glob(".*.tmp-*")):
+        if tmp.name.endswith(".claim"):
+            continue
+        info = claims.read(_claim_of(tmp))
+        stale = info is None and time.time() - tmp.stat().st_mtime > claims.EXPIRY_S
+        if (info is not None and not claims.is_live(info)) or stale:
+            shutil.rmtree(tmp, ignore_errors=True)
+            _claim_of(tmp).unlink(missing_ok=True)
+            gone.append(tmp)
+    if gone:
+        log.info("removed %d leftover(s) of killed builds in %s", len(gone), folder)
+    return gone
 
 
 def discard_entry(folder: Path) -> None:

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from manifold_robustness import transforms
+from manifold_robustness import models, transforms
 from manifold_robustness.manifolds import fonts
 from manifold_robustness.manifolds.subspace import residual_and_angle, span_projection
 
@@ -173,8 +173,7 @@ def _check_images(images, name="images") -> None:
     x = np.asarray(images)
     if x.ndim != 4 or x.dtype != np.float32:
         raise ValueError(f"{name} must be float32[B, H, W, C] in [0, 1]; got {x.dtype}{list(x.shape)}")
-    if x.size and (np.isnan(x).any() or x.min() < 0.0 or x.max() > 1.0):
-        raise ValueError(f"{name} must lie in [0, 1] without NaN; got range [{np.nanmin(x)}, {np.nanmax(x)}]")
+    models.check_range(x, name)
 
 
 def _check_latent(v, b: int, d: int | None, name: str) -> None:

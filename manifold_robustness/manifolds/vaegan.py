@@ -271,7 +271,9 @@ def decode(vae: VAEGAN, variables: Any, latents: jax.Array, labels=None, *, rout
     """Images from latent codes with each example's class decoder (eval mode).
 
     latents: float32[B, latent_dim]; labels: int[B] among ``vae.classes`` (ignored for a
-    class-agnostic model).  Returns float32[B, H, W, C] in (0, 1).
+    class-agnostic model).  Returns float32[B, H, W, C] in (0, 1).  Concrete labels are checked;
+    under a caller's ``jit`` they cannot be, and a label without a model reads a clamped one, so
+    check the labels before (:func:`check_labels`), as the library's trainer and runner do.
     """
     shape = tuple(np.shape(latents))
     if len(shape) != 2 or shape[1] != vae.latent_dim:

@@ -40,8 +40,18 @@ def check_images(images, input_shape: Sequence[int]) -> None:
         raise ValueError(f"images must be float32 in [0, 1]; got dtype {dtype} (uint8 images: divide by 255)")
     if not isinstance(images, jax.core.Tracer):
         arr = np.asarray(images)
-        if arr.size and (np.isnan(arr).any() or arr.min() < 0.0 or arr.max() > 1.0):
-            raise ValueError(f"images must be in [0, 1] without NaN; got range [{np.nanmin(arr)}, {np.nanmax(arr)}]")
+        check_range(arr, "images")
+
+
+def check_range(arr: np.ndarray, what: str) -> None:
+    """A ValueError when concrete float images contain NaN or leave [0, 1], saying which."""
+    if not arr.size:
+        return
+    nan = int(np.isnan(arr).sum())
+    if nan:
+        raise ValueError(f"{what} contains NaN ({nan} of {arr.size} values); images must be float32 in [0, 1]")
+    if arr.min() < 0.0 or arr.max() > 1.0:
+        raise ValueError(f"{what} must lie in [0, 1]; got range [{arr.min()}, {arr.max()}]")
 
 
 def apply_graph(graphdef: Any, variables: Variables, *args, train: bool = False) -> tuple[Any, Any]:
@@ -79,6 +89,10 @@ class Classifier:
         ``train=True`` normalises with batch statistics and returns the updated running statistics;
         ``train=False`` uses the running statistics and returns them unchanged.
         """
+        shape = tuple(np.shape(x))
+        if len(shape) != 1 + len(self.input_shape) or shape[1:] != tuple(self.input_shape):
+            raise ValueError(f"this {self.name} takes images float32[batch, {', '.join(map(str, self.input_shape))}] "
+                             f"(NHWC); got shape {list(shape)}")
         return apply_graph(self.graphdef, variables, x, train=train)
 
     def logits_fn(self, variables: Variables) -> Callable[[jax.Array], jax.Array]:

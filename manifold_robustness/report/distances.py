@@ -25,6 +25,7 @@ import numpy as np
 
 from manifold_robustness import attacks, transforms
 from manifold_robustness.manifolds import projection
+from manifold_robustness.report import atomic
 
 __all__ = ["summarize", "plot_histograms", "FontsDistanceReport", "fonts_distances", "GROUPS"]
 
@@ -79,9 +80,7 @@ def plot_histograms(groups: Mapping[str, np.ndarray], path: str | Path, *, xlabe
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    path = atomic.save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path
 

@@ -17,6 +17,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from manifold_robustness.report import atomic
+
 METHOD_COLORS = {
     "normal": "#444444", "regular_at": "#d62728", "on_true_manifold_at": "#1f77b4", "augment": "#8c564b",
     "adversarial_transformation": "#9467bd", "on_learned_manifold_at": "#2ca02c",
@@ -90,9 +92,7 @@ def curves(panels: Sequence[Panel], path: str | Path, *, title: str | None = Non
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    path = atomic.save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 

@@ -12,6 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
+from manifold_robustness.report import atomic
+
 ATTACK_ROWS = ("clean", "adversarial", "perturbation")
 
 
@@ -70,9 +72,7 @@ def save_image_grid(
 ) -> Path:
     """Write images (float[N, H, W, C] in [0, 1] or uint8) as a grid PNG with ``ncols`` columns."""
     fig = image_grid_figure(images, ncols, col_titles=col_titles, title=title, cell_inches=cell_inches)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    path = atomic.save_figure(fig, path, dpi=100)
     return path
 
 

@@ -20,6 +20,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from manifold_robustness.report import atomic
 from manifold_robustness.report import claims as C
 from manifold_robustness.report import document as D
 from manifold_robustness.report import figures, paper
@@ -288,11 +289,11 @@ def write_report(records: Iterable[RunRecord], out_dir: str | Path, *, planned: 
         blocks.append(_numbers_table(ds, cells))
 
     paths["verdicts"] = out / "verdicts.json"
-    paths["verdicts"].write_text(json.dumps(_jsonable(verdicts), indent=1, allow_nan=False) + "\n")
+    atomic.write_text(paths["verdicts"], json.dumps(_jsonable(verdicts), indent=1, allow_nan=False) + "\n")
     paths["markdown"] = out / "REPORT.md"
-    paths["markdown"].write_text(D.to_markdown(blocks, out))
+    atomic.write_text(paths["markdown"], D.to_markdown(blocks, out))
     paths["html"] = out / "report.html"
-    paths["html"].write_text(D.to_html(blocks, title))
+    atomic.write_text(paths["html"], D.to_html(blocks, title))
     return Report(paths=paths, verdicts=verdicts)
 
 

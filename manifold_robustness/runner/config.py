@@ -120,6 +120,7 @@ def check(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if c.dataset == "celeba" and uses_learned_manifold(c):
         raise ValueError("learned-manifold methods/attacks on CelebA need class VAE-GANs with 4 layers at 56×48; "
                          "set vaegan.on_learned=False and drop the on-learned methods")
+    _check_counts(c)
     if any(int(n) < c.train.batch_size // 2 for n in c.sizes):
         raise ValueError(f"every N in sizes must be >= half a batch ({c.train.batch_size // 2}); got {tuple(c.sizes)}")
     for name in ("test_examples", "regular_examples", "on_manifold_examples", "batch", "restarts"):
@@ -133,6 +134,27 @@ def check(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if c.distances.methods and c.dataset != "fonts":
         raise ValueError("distances to the manifold are measured on FONTS' true manifold only; set distances.methods=()")
     return c
+
+
+def _check_counts(c: ml_collections.ConfigDict) -> None:
+    """Whole numbers that must be positive (or non-negative) are, else a ValueError naming the key."""
+    def whole(name, value, least):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be a whole number >= {least}; got {value!r}")
+
+    from manifold_robustness.training import TrainConfig
+
+    try:
+        TrainConfig(**{k: c.train[k] for k in c.train.keys()})  # its own checks, with the key named
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"train settings: {err}") from None
+    for n in c.sizes:
+        whole("every N in sizes", n, 1)
+    for s in c.seeds:
+        whole("every seed in seeds", s, 0)
+    whole("gallery", c.gallery, 0)
+    whole("adversarial.iterations", c.adversarial.iterations, 0)
+    whole("distances.examples", c.distances.examples, 1)
 
 
 def resolved(c: ml_collections.ConfigDict) -> dict:
@@ -230,6 +252,13 @@ def apply_override(c: ml_collections.ConfigDict, item: str) -> None:
     value = _parse(text.strip(), node[leaf])
     if isinstance(node[leaf], float) and isinstance(value, int):
         value = float(value)
+    if isinstance(node[leaf], (tuple, list)) and node[leaf]:
+        kind = type(node[leaf][0])
+        value = tuple(float(v) if kind is float and isinstance(v, int) else v for v in value)
+        wrong = [v for v in value if type(v) is not kind]
+        if wrong:
+            raise ValueError(f"override {item!r}: {key} takes {kind.__name__} values (e.g. "
+                             f"{key}={','.join(map(str, node[leaf][:2]))}); got {', '.join(map(repr, wrong))}")
     try:
         node[leaf] = value
     except (TypeError, ValueError) as e:

@@ -18,22 +18,27 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import time
 import zlib
+from pathlib import Path
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from manifold_robustness import attacks, data, models
+from manifold_robustness import attacks, claims, data, models
 from manifold_robustness.runner import config as config_lib
+from manifold_robustness.runner.files import writable
 from manifold_robustness.runner.records import RunKey
 from manifold_robustness.runner.store import ResultsStore
 from manifold_robustness.training import MethodContext, TrainConfig, trainer
 
 log = logging.getLogger(__name__)
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +96,10 @@ def run_key(key: RunKey) -> jax.Array:
 
 
 def status(c, root) -> dict[RunKey, str]:
-    return ResultsStore(root).status(planned_runs(c))
+    """The state of every planned run; refuses a root written by another config."""
+    st = ResultsStore(root)
+    st.check_config(config_lib.resolved(config_lib.check(c)))
+    return st.status(planned_runs(c))
 
 
 def stored_config(root):
@@ -104,15 +112,21 @@ def stored_config(root):
     return ml_collections.ConfigDict(exp["config"])
 
 
-def report(root, out_dir=None):
+def report(root, out_dir=None, say: Callable[[str], None] = _say):
     """Write the four-claims report of a results root (default ``<root>/report``) from its
-    finished runs; the runs still missing are listed in it.  Returns ``report.summary.Report``."""
+    finished runs; the runs still missing are listed in it, and a damaged run is named (``say``)
+    and left out.  Returns ``report.summary.Report``."""
     from manifold_robustness.report import summary
 
     c = stored_config(root)
     st = ResultsStore(root)
     out = out_dir if out_dir is not None else st.root / "report"
-    return summary.write_report(st.records(), out, planned=planned_runs(c), experiment=st.experiment())
+    writable(Path(out), "choose a writable report folder (--out)")
+    damaged: dict = {}
+    records = st.records(damaged=damaged)
+    for why in damaged.values():
+        say(f"warning: {why}; the report leaves it out")
+    return summary.write_report(records, out, planned=planned_runs(c), experiment=st.experiment())
 
 
 # -- data and manifolds -------------------------------------------------------------------------
@@ -152,32 +166,40 @@ def _take(ds: data.Dataset, n: int) -> data.Dataset:
     return dataclasses.replace(ds, **fields)
 
 
-def _say(text: str) -> None:
-    print(text, flush=True)
-
-
 def prepare(c, store: ResultsStore, progress: bool = True, say: Callable[[str], None] = _say) -> Setting:
     """Load the data (and train / load the VAE-GANs when the config needs a learned manifold)."""
+    setting = load_setting(c)
+    if config_lib.uses_learned_manifold(c):
+        _prepare_vaegan(c, store, setting, progress, say)
+    return setting
+
+
+def load_setting(c) -> Setting:
+    """The data and classifier of a config, checked against it (no VAE-GANs; writes nothing to
+    the results root)."""
     largest = max(int(n) for n in c.sizes)
     if c.dataset == "fonts":
         fc = fonts_config(c)
-        train = data.load("fonts", "train", limit=largest, config=fc)
-        test = data.load("fonts", "test", limit=int(c.eval.test_examples), config=fc)
+        kwargs = {"config": fc}
         ranges, prototypes = fc.ranges, jnp.asarray(data.fonts_prototypes(fc))
     else:
-        src = c.data.source_dir or None
-        train = data.load(c.dataset, "train", limit=largest, source_dir=src)
-        test = data.load(c.dataset, "test", limit=int(c.eval.test_examples), source_dir=src)
+        kwargs = {"source_dir": c.data.source_dir or None}
         ranges, prototypes = trainer.default_ranges(c.dataset), None
+
+    def load(split, limit, key):
+        try:
+            return data.load(c.dataset, split, limit=limit, **kwargs)
+        except ValueError as err:
+            raise ValueError(f"{key} asks for {limit} {split} images: {err}") from None
+
+    train = load("train", largest, "sizes")
+    test = load("test", int(c.eval.test_examples), "eval.test_examples")
     if train.images.shape[0] < largest:
         raise ValueError(f"{c.dataset} has only {train.images.shape[0]} training images; sizes ask for up to {largest}")
     if test.images.shape[0] < max(c.eval.regular_examples, c.eval.on_manifold_examples):
         raise ValueError(f"{c.dataset} has only {test.images.shape[0]} test images; eval asks for more")
     clf, _ = models.create(c.model, train.images.shape[1:], train.num_classes, jax.random.key(0))
-    setting = Setting(train, test, clf, ranges, prototypes)
-    if config_lib.uses_learned_manifold(c):
-        _prepare_vaegan(c, store, setting, progress, say)
-    return setting
+    return Setting(train, test, clf, ranges, prototypes)
 
 
 def _prepare_vaegan(c, store: ResultsStore, s: Setting, progress: bool, say) -> None:
@@ -191,7 +213,8 @@ def _prepare_vaegan(c, store: ResultsStore, s: Setting, progress: bool, say) -> 
         f"(checkpoints in {store.root / 'vaegan'})")
     full = data.load(c.dataset, "train", source_dir=c.data.source_dir or None, dtype=np.uint8) \
         if c.dataset != "fonts" else data.load("fonts", "train", config=fonts_config(c), dtype=np.uint8)
-    result = vaegan_train.train(full, vcfg, checkpoint_dir=str(store.root / "vaegan"), progress=progress)
+    with claims.wait(store.claim_path("vaegan"), say=say):  # one worker trains them; the others then load them
+        result = vaegan_train.train(full, vcfg, checkpoint_dir=str(store.root / "vaegan"), progress=progress)
     s.vae, s.vae_variables = result.vae, result.variables
     s.train_latents = np.asarray(vaegan.latent_codes(result.vae, result.variables, s.train.images, s.train.labels))
     s.test_latents = np.asarray(vaegan.latent_codes(result.vae, result.variables, s.test.images, s.test.labels))
@@ -287,15 +310,18 @@ def attack_model(c, s: Setting, variables, key: jax.Array, name: str, attack: at
     fn = _compiled_attack(s, name, attack)
     chunk = min(int(c.eval.batch), count)
     size = chunk
-    first, context = _attack_batch(s, name, slice(0, chunk))
-    attacks.check_inputs(attack, s.classifier.logits_fn(variables), first, context)
+    starts = range(0, count, chunk)
+    # Inside the compiled program the attack's checks cannot see values: check every chunk here
+    logits_fn = s.classifier.logits_fn(variables)
+    for start in starts:
+        batch, context = _attack_batch(s, name, slice(start, min(start + chunk, count)))
+        attacks.check_inputs(attack, logits_fn, batch, context)
     if mesh is not None:  # every input on the mesh: rows split over its devices, the rest replicated
         from manifold_robustness import parallel
 
         size = parallel.pad_to_multiple(chunk, mesh)
         variables, context = parallel.replicate((variables, context), mesh)
     parts: dict[str, list] = {}
-    starts = range(0, count, chunk)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -382,33 +408,60 @@ def measure_distances(c, s: Setting, variables, key: jax.Array, attack_set: dict
 
 def run(c, root, *, shard_spec=None, progress: bool = True, mesh=None, say: Callable[[str], None] = _say,
         stop_after: int | None = None) -> dict[str, int]:
-    """Run (or resume) the config's grid into the results ``root``; returns counts of runs done
-    now / skipped.  ``stop_after``: stop after that many groups (for tests of resumption)."""
+    """Run (or resume) the config's grid into the results ``root``; returns counts of groups
+    trained now / skipped (finished) / claimed (by another live worker, left to it).  Any number of
+    workers may run on one root: each group, and the VAE-GANs, is trained by the one worker that
+    claims it (see :mod:`manifold_robustness.claims`).  ``stop_after``: stop after that many groups
+    (for tests of resumption)."""
     config_lib.check(c)
-    store = ResultsStore(root).open(config_lib.resolved(c))
-    groups = shard(plan(c), shard_spec)
-    todo = [g for g in groups if not all(store.is_done(k) for k in g.keys)]
-    counts = {"groups": len(groups), "skipped": len(groups) - len(todo), "trained": 0}
+    groups = shard(plan(c), parse_shard(shard_spec))
+    store = ResultsStore(root)
+    store.check_config(config_lib.resolved(c))
+    states = store.status([k for g in groups for k in g.keys])
+    for key in (k for k, v in states.items() if v == "damaged"):
+        say(f"{key.name} is damaged ({store.damage(key)}); redoing it")
+    todo = [g for g in groups if any(states[k] != "done" for k in g.keys)]
+    counts = {"groups": len(groups), "skipped": len(groups) - len(todo), "trained": 0, "claimed": 0}
     say(f"{len(groups)} groups ({sum(len(g.seeds) for g in groups)} runs) in this shard; "
         f"{counts['skipped']} already finished; results in {store.root}")
     if not todo:
         return counts
-    s = prepare(c, store, progress, say)
+    s = load_setting(c)  # the last check (sizes against the data): nothing is written before it
+    store.open(config_lib.resolved(c))
+    store.clean_leftovers(say)
+    if config_lib.uses_learned_manifold(c):
+        _prepare_vaegan(c, store, s, progress, say)
     attack_set = eval_attacks(c, s)
     for g in todo:
         if stop_after is not None and counts["trained"] >= stop_after:
             break
-        say(f"[{g.name}] seeds {', '.join(map(str, g.seeds))}")
-        t0 = time.perf_counter()
-        result = train_group(c, s, store, g, progress, mesh)
-        train_s = time.perf_counter() - t0
-        for i, key in enumerate(g.keys):
-            if store.is_done(key):
-                continue
-            _finish_run(c, s, store, key, result, i, train_s, attack_set, progress, mesh, say)
-        shutil.rmtree(store.train_dir(g.dataset, g.method, g.n, g.seeds), ignore_errors=True)
-        counts["trained"] += 1
+        with claims.claim(store.claim_path(g.name)) as held:
+            if held is None:
+                say(f"[{g.name}] claimed by {claims.describe(claims.read(store.claim_path(g.name)))}; "
+                    "going on to the next group")
+                counts["claimed"] += 1
+            elif _run_group(c, s, store, g, attack_set, progress, mesh, say):
+                counts["trained"] += 1
+            else:
+                counts["skipped"] += 1
     return counts
+
+
+def _run_group(c, s: Setting, store: ResultsStore, g: Group, attack_set: dict, progress, mesh, say) -> bool:
+    """Train the group (under its claim) and save its unfinished runs; False when another worker
+    finished them all before the claim was ours."""
+    keys = [k for k in g.keys if not store.is_done(k)]
+    if not keys:
+        return False
+    say(f"[{g.name}] seeds {', '.join(map(str, g.seeds))}")
+    t0 = time.perf_counter()
+    result = train_group(c, s, store, g, progress, mesh)
+    train_s = time.perf_counter() - t0
+    for i, key in enumerate(g.keys):
+        if key in keys:
+            _finish_run(c, s, store, key, result, i, train_s, attack_set, progress, mesh, say)
+    store.remove_train_dir(g.dataset, g.method, g.n, g.seeds)
+    return True
 
 
 def _finish_run(c, s: Setting, store: ResultsStore, key: RunKey, result, i: int, train_s: float, attack_set: dict,

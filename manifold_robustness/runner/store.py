@@ -7,15 +7,22 @@ Layout under the results root::
         model/                           orbax: the trained variables and optimiser state of this seed
         result/                          orbax: per-example arrays (see runner.records)
         metrics.json                     JSON metrics (see runner.records)
-        run.json                         written last (the run is finished iff it exists): the resolved
-                                         config, package versions and git commit of this run
+        run.json                         written last (the run is finished once it exists): the resolved
+                                         config, package versions, git commit and writer of this run and
+                                         its manifest (size and CRC-32 of every file above)
     train/<dataset>/<method>/n<N>/seeds<S1-S2-…>/   epoch checkpoints of a group being trained
                                          (all seeds of one (method, N) train together); removed
                                          once every seed of the group is finished
+    claims/<dataset>/<method>/n<N>.json  the claim of the worker training that group, and
+    claims/vaegan.json                   of the one training the VAE-GANs (manifold_robustness.claims)
 
 A root written by one config refuses another (the difference is listed); only settings that do not
 change results (none so far) may differ.  Every file is written to a temporary name and renamed,
-and ``run.json`` comes last, so a crash never leaves a run that looks finished.
+and ``run.json`` comes last, so a crash never leaves a run that looks finished.  A finished run
+whose files no longer match its manifest (emptied, truncated, bit-flipped, missing) or whose
+``run.json`` is unreadable is *damaged*: :meth:`ResultsStore.status` says so, the runner redoes it,
+and reading it raises :class:`DamagedRunError` naming the file (runs written before manifests
+existed are trusted as they are).
 """
 
 from __future__ import annotations
@@ -23,108 +30,30 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
-
+from manifold_robustness.runner import files
 from manifold_robustness.runner.records import RunKey, RunRecord
 from manifold_robustness.training.checkpoints import config_diff
 
-STATUSES = ("done", "partial", "pending")
+STATUSES = ("done", "damaged", "partial", "pending")
+RUN_FILES = ("model", "result", "metrics.json")  # what a manifest covers (run.json holds it)
 
 
 class ConfigMismatchError(ValueError):
     """The results root was written by another config."""
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in tree.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, name + "/"))
-        else:
-            out[name] = v
-    return out
+class DamagedRunError(ValueError):
+    """A finished run's files do not match its manifest, or cannot be read."""
 
 
-def _unflatten(flat: dict[str, Any]) -> dict:
-    tree: dict = {}
-    for name, v in flat.items():
-        *parents, leaf = name.split("/")
-        node = tree
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = v
-    return tree
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Atomically (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=_json_default))
-    os.replace(tmp, path)
-
-
-def _json_default(x):
-    if isinstance(x, (np.floating, np.integer, np.bool_)):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, tuple):
-        return list(x)
-    raise TypeError(f"not JSON-serialisable: {type(x).__name__}")
-
-
-def save_tree(path: Path, tree: Any, *, raw: bool = False) -> None:
-    """Save a nested dict of arrays with orbax, atomically: everything is written to a staging
-    folder that is renamed into place when complete; an older copy at ``path`` is replaced.
-    Empty arrays (orbax refuses them) are recorded by shape and dtype in ``empty.json`` beside the
-    data.  ``raw``: save any pytree as it is (model and optimiser state; no empty arrays)."""
-    import orbax.checkpoint as ocp
-
-    if raw:
-        data, empty = tree, {}
-    else:
-        flat = {k: np.asarray(v) for k, v in _flatten(tree).items()}
-        empty = {k: {"shape": list(v.shape), "dtype": v.dtype.str} for k, v in flat.items() if v.size == 0}
-        data = _unflatten({k: v for k, v in flat.items() if v.size})
-    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    staging.mkdir(parents=True)
-    if data:
-        ckpt = ocp.StandardCheckpointer()
-        ckpt.save(staging / "data", data)
-        ckpt.wait_until_finished()
-        ckpt.close()
-    write_json(staging / "empty.json", empty)
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(staging, path)
-
-
-def load_tree(path: Path, like: Any = None) -> Any:
-    """Restore what :func:`save_tree` wrote; ``like``: a pytree with the structure, shapes and
-    dtypes to restore into (needed for optimiser states; without it, nested dicts of numpy)."""
-    import jax
-    import orbax.checkpoint as ocp
-
-    ckpt = ocp.StandardCheckpointer()
-    if like is not None:
-        out = ckpt.restore(path / "data", jax.tree.map(ocp.utils.to_shape_dtype_struct, like))
-        ckpt.close()
-        return out
-    flat = {}
-    if (path / "data").exists():
-        flat = {k: np.asarray(v) for k, v in _flatten(ckpt.restore(path / "data")).items()}
-    ckpt.close()
-    for k, meta in json.loads((path / "empty.json").read_text()).items():
-        flat[k] = np.zeros(meta["shape"], np.dtype(meta["dtype"]))
-    return _unflatten(flat)
+class DamagedStoreError(ValueError):
+    """The results root's own ``experiment.json`` cannot be read."""
 
 
 def versions() -> dict[str, str]:
@@ -158,6 +87,13 @@ class ResultsStore:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).absolute()  # orbax refuses relative paths
+        for p in (self.root, *self.root.parents):
+            if p.exists() and not p.is_dir():
+                where = "is a file" if p == self.root else f"lies under the file {p}"
+                raise ValueError(f"results folder {self.root} {where}; choose a folder (--results) that is "
+                                 "not a file and not under one")
+            if p.exists():
+                break
 
     # -- the experiment -------------------------------------------------------------------------
     @property
@@ -168,20 +104,33 @@ class ResultsStore:
         """{"config": …, "versions": …, "git_commit": …, "created": …} or None for a new root."""
         if not self.experiment_path.exists():
             return None
-        return json.loads(self.experiment_path.read_text())
+        exp = files.read_json(self.experiment_path, "the config of this results folder",
+                        "restore it from a backup, or copy the \"config\" of any runs/**/run.json into "
+                        "{\"config\": …} there", error=DamagedStoreError)
+        if not isinstance(exp, dict) or not isinstance(exp.get("config"), dict):
+            raise DamagedStoreError(f"{self.experiment_path} holds no \"config\"; restore it from a backup")
+        return exp
 
-    def open(self, config: dict) -> "ResultsStore":
-        """Record ``config`` (resolved, JSON-able) for a new root; refuse a root written by another."""
+    def check_config(self, config: dict) -> dict | None:
+        """Refuse a root written by another config (reads only); returns the stored experiment."""
         stored = self.experiment()
         if stored is None:
-            write_json(self.experiment_path, {"config": config, "versions": versions(), "git_commit": git_commit(),
-                                              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-            return self
-        diff = config_diff(_flatten(stored["config"]), _flatten(json.loads(json.dumps(config, default=list))))
+            return None
+        diff = config_diff(files.flatten(stored["config"]), files.flatten(json.loads(json.dumps(config, default=list))))
         if diff:
             raise ConfigMismatchError(
                 f"{self.root} holds results of another config; refusing to mix them.\n  " + "\n  ".join(diff)
                 + "\nUse another --results folder, or delete this one to start over.")
+        return stored
+
+    def open(self, config: dict) -> "ResultsStore":
+        """Record ``config`` (resolved, JSON-able) for a new root; refuse a root written by another.
+        Check the config (and everything else a run needs) first: this is the root's first write."""
+        new = self.check_config(config) is None
+        files.writable(self.root, "choose a writable --results folder")
+        if new:
+            files.write_json(self.experiment_path, {"config": config, "versions": versions(), "git_commit": git_commit(),
+                                                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         return self
 
     # -- runs -----------------------------------------------------------------------------------
@@ -191,19 +140,71 @@ class ResultsStore:
     def train_dir(self, dataset: str, method: str, n: int, seeds: Iterable[int]) -> Path:
         return self.root / "train" / dataset / method / f"n{n}" / ("seeds" + "-".join(str(s) for s in seeds))
 
+    def damage(self, key: RunKey) -> str | None:
+        """Why the finished run ``key`` is damaged (one line naming the file), or None when it is
+        intact (checked against its manifest) or not finished."""
+        path = self.run_dir(key) / "run.json"
+        if not path.exists():
+            return None
+        try:
+            info = files.read_json(path, "the run's record", "", error=DamagedRunError)
+        except DamagedRunError as err:
+            return str(err).rstrip("; ")
+        if not isinstance(info, dict) or info.get("key") != key.as_dict():
+            return f"{path} does not describe run {key.name}"
+        if "manifest" not in info:  # written before manifests: trusted as it is
+            return None
+        return files.damage(self.run_dir(key), info["manifest"])
+
+    def claim_path(self, name: str) -> Path:
+        """The claim file of a group (``fonts/normal/n250``) or of the VAE-GANs (``vaegan``)."""
+        return self.root / "claims" / f"{name}.json"
+
+    def remove_train_dir(self, dataset: str, method: str, n: int, seeds: Iterable[int]) -> None:
+        """Drop a finished group's epoch checkpoints and the folders they leave empty."""
+        d = self.train_dir(dataset, method, n, seeds)
+        shutil.rmtree(d, ignore_errors=True)
+        files.prune_empty(d.parent, self.root)
+
+    def clean_leftovers(self, say=None) -> list[Path]:
+        """Remove what killed writers left: staging folders and temporary files, expired claims
+        set aside, empty training folders; only those older than the oldest live claim, so no
+        live worker's files go.  Returns what was removed."""
+        from manifold_robustness import claims
+
+        before = claims.oldest_live(self.root / "claims")
+        gone = []
+        for p in sorted(self.root.rglob(".*")) + sorted(self.root.glob("claims/**/*.expired-*")):
+            if p.exists() and files.LEFTOVER.match(p.name) and p.lstat().st_mtime < before:
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+                gone.append(p)
+        # deepest first, judged by their times before this pass empties them
+        dirs = [(d, d.stat().st_mtime) for d in (self.root / "train").glob("**/") if d.is_dir()]
+        for d, mtime in sorted(dirs, key=lambda e: -len(e[0].parts)):
+            if mtime < before and not any(d.iterdir()):
+                d.rmdir()
+                gone.append(d)
+        if gone and say is not None:
+            say(f"removed {len(gone)} leftover(s) of interrupted writers: " + ", ".join(
+                p.relative_to(self.root).as_posix() for p in gone[:3]) + (", …" if len(gone) > 3 else ""))
+        return gone
+
     def is_done(self, key: RunKey) -> bool:
-        return (self.run_dir(key) / "run.json").exists()
+        """Finished and intact."""
+        return (self.run_dir(key) / "run.json").exists() and self.damage(key) is None
 
     def status(self, keys: Iterable[RunKey]) -> dict[RunKey, str]:
-        """done: finished; partial: started (epoch checkpoints or half-written files); pending."""
+        """done: finished and intact; damaged: finished, but its files no longer match its
+        manifest (see :meth:`damage`); partial: started (epoch checkpoints or half-written files);
+        pending."""
         out = {}
         train = self.root / "train"
         started = {(p.parent.parent.relative_to(train).as_posix(), p.parent.name) for p in train.glob("*/*/n*/seeds*/steps")} \
             if train.exists() else set()
         for key in keys:
             group = f"{key.dataset}/{key.method}/n{key.n}"
-            if self.is_done(key):
-                out[key] = "done"
+            if (self.run_dir(key) / "run.json").exists():
+                out[key] = "damaged" if self.damage(key) else "done"
             elif self.run_dir(key).exists() or any(g == group and str(key.seed) in s[5:].split("-") for g, s in started):
                 out[key] = "partial"
             else:
@@ -214,30 +215,66 @@ class ResultsStore:
         """Write a finished run: model and arrays (orbax), metrics, then ``run.json`` last."""
         d = self.run_dir(key)
         (d / "run.json").unlink(missing_ok=True)
-        save_tree(d / "model", model, raw=True)
-        save_tree(d / "result", _unflatten(arrays))
-        write_json(d / "metrics.json", metrics)
+        files.save_tree(d / "model", model, raw=True)
+        files.save_tree(d / "result", files.unflatten(arrays))
+        files.write_json(d / "metrics.json", metrics)
         exp = self.experiment() or {}
-        write_json(d / "run.json", {"key": key.as_dict(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                    "config": exp.get("config"), "versions": versions(), "git_commit": git_commit(), **info})
+        files.write_json(d / "run.json", {"key": key.as_dict(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                    "config": exp.get("config"), "versions": versions(), "git_commit": git_commit(),
+                                    "worker": worker(), "manifest": files.manifest(d, RUN_FILES), **info})
+
+    def _checked(self, key: RunKey) -> Path:
+        """The run's folder, once it is known to be finished and intact (else a one-line error)."""
+        if not (self.run_dir(key) / "run.json").exists():
+            raise FileNotFoundError(f"run {key.name} is not finished in {self.root}")
+        why = self.damage(key)
+        if why:
+            raise DamagedRunError(f"run {key.name} is damaged: {why}. `experiment run` on this folder "
+                                  "redoes it (its other runs are kept)")
+        return self.run_dir(key)
 
     def load_model(self, key: RunKey, like: Any = None) -> dict:
-        """The run's ``{"variables": …, "opt_state": …}`` (``like``: see :func:`load_tree`)."""
-        return load_tree(self.run_dir(key) / "model", like)
+        """The run's ``{"variables": …, "opt_state": …}`` (``like``: see :func:`files.load_tree`)."""
+        return _reading(self._checked(key) / "model", lambda p: files.load_tree(p, like))
 
     def record(self, key: RunKey, arrays: bool = True) -> RunRecord:
-        d = self.run_dir(key)
-        if not self.is_done(key):
-            raise FileNotFoundError(f"run {key.name} is not finished in {self.root}")
-        metrics = json.loads((d / "metrics.json").read_text())
-        return RunRecord(key, metrics, _flatten(load_tree(d / "result")) if arrays else {})
+        d = self._checked(key)
+        metrics = files.read_json(d / "metrics.json", "the run's metrics", "`experiment run` on this folder redoes the run",
+                                  error=DamagedRunError)
+        return RunRecord(key, metrics, files.flatten(_reading(d / "result", files.load_tree)) if arrays else {})
 
     def finished(self) -> list[RunKey]:
+        """Every run with a ``run.json`` (intact or damaged), sorted."""
         runs = self.root / "runs"
         if not runs.exists():
             return []
         return sorted(RunKey.parse(str(p.parent.relative_to(runs))) for p in runs.glob("*/*/n*/seed*/run.json"))
 
-    def records(self, arrays: bool = True) -> list[RunRecord]:
-        """Every finished run's record (sorted by key)."""
-        return [self.record(k, arrays) for k in self.finished()]
+    def records(self, arrays: bool = True, damaged: dict | None = None) -> list[RunRecord]:
+        """Every finished, intact run's record (sorted by key); a damaged run is left out and, with
+        ``damaged`` (a dict), recorded there as ``{key: why}``."""
+        out = []
+        for key in self.finished():
+            try:
+                out.append(self.record(key, arrays))
+            except DamagedRunError as err:
+                if damaged is None:
+                    raise
+                damaged[key] = str(err)
+        return out
+
+
+def _reading(path: Path, load):
+    """``load(path)``, with a failure to read what orbax wrote turned into a one-line error (for runs
+    written before manifests, whose damage is only found on reading)."""
+    try:
+        return load(path)
+    except (OSError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise DamagedRunError(f"{path} cannot be read ({first}); `experiment run` on this folder redoes "
+                              "the run") from None
+
+
+def worker() -> dict:
+    """Who is writing: {"host", "pid"} (recorded in each run.json, and in claims)."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}

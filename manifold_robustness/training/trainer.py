@@ -54,12 +54,14 @@ def default_ranges(dataset_name: str | None) -> transforms.TransformRanges:
 def device_data(dataset, input_shape: Sequence[int], extra_arrays: dict | None = None) -> dict[str, jax.Array]:
     """Move a dataset's arrays to the device once (uint8 images stay uint8), validating them.
     ``extra_arrays`` adds per-example arrays (e.g. ``latent``: the VAE-GAN codes of the images)."""
+    if not (hasattr(dataset, "images") and hasattr(dataset, "labels")):
+        raise TypeError(f"the training / test data must be a data.Dataset (with .images and .labels, e.g. "
+                        f"data.load('fonts', 'train')); got {type(dataset).__name__}")
     images = np.asarray(dataset.images)
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(input_shape):
         raise ValueError(f"images must be [N, {', '.join(map(str, input_shape))}] for this model; got {images.shape}")
     if images.dtype == np.float32:
-        if images.size and (np.isnan(images).any() or images.min() < 0 or images.max() > 1):
-            raise ValueError("float32 images must lie in [0, 1] without NaN")
+        models.check_range(images, "float32 images")
     elif images.dtype != np.uint8:
         raise ValueError(f"images must be float32 in [0, 1] or uint8; got {images.dtype}")
     labels = np.asarray(dataset.labels)
@@ -129,6 +131,7 @@ def train(
         raise ValueError(f"labels must lie in [0, {classifier.num_classes - 1}] for this model")
     n = int(data["label"].shape[0])
     context = context or MethodContext(classifier, ranges=default_ranges(getattr(train_data, "name", None)))
+    _check_decoder(context, data)
     builder = make_builder(method, context)
     optimizer = loop.make_optimizer(config, loop.steps_per_epoch(n, config.batch_size))
     epoch_fn = loop.compile_epoch(classifier, optimizer, builder, config.batch_size, mesh=mesh)
@@ -186,6 +189,17 @@ def train(
     variables = state["variables"]
     test = evaluate(classifier, variables, test_data, config.eval_batch_size, mesh=mesh) if test_data is not None else None
     return TrainResult(classifier, seeds, variables, history, test, state["opt_state"])
+
+
+def _check_decoder(context: MethodContext, data: dict) -> None:
+    """Inside the compiled epoch the decoder sees traced labels, which it cannot check (a label
+    without a model would read another class's); decode one example of each label here, with
+    concrete values, so the decoder's own checks (``vaegan.check_labels``) run."""
+    if context.decode_fn is None or "latent" not in data or "decoder" not in (context.arrays or {}):
+        return
+    labels = np.asarray(data["label"])
+    _, first = np.unique(labels, return_index=True)
+    context.decode_fn(context.arrays["decoder"], data["latent"][first], jnp.asarray(labels[first]))
 
 
 def _pack_history(history: list[dict]) -> dict:
