@@ -216,6 +216,9 @@ def run_notebook(nb, kernel_manager, cwd: Path):
     with the tests' data cache; raises nbclient's CellExecutionError at the first failing cell."""
     env = dict(os.environ)
     env["MANIFOLD_ROBUSTNESS_DATA"] = str(Path(os.environ["MANIFOLD_ROBUSTNESS_DATA"]).resolve())
+    # the tests' persistent compilation cache (conftest.py), so a rerun does not compile again
+    env["JAX_COMPILATION_CACHE_DIR"] = str(Path(env["MANIFOLD_ROBUSTNESS_DATA"]) / "jax_cache")
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     client = nbclient.NotebookClient(
         nb, km=kernel_manager(), timeout=300, allow_errors=False,
         resources={"metadata": {"path": str(cwd)}},
