@@ -20,13 +20,14 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from manifold_robustness.data.specs import SPECS
 from manifold_robustness.report import claims as C
 from manifold_robustness.report import document as D
 from manifold_robustness.report import figures, paper
 from manifold_robustness.runner.records import ATTACK_NAMES, DISTANCE_GROUPS, RunKey, RunRecord
 
 DEFAULT_TITLE = "Disentangling adversarial robustness and generalization: reproduction report"
-DATASET_NAMES = {"fonts": "FONTS", "emnist": "EMNIST", "fashion_mnist": "Fashion-MNIST"}
+DATASET_NAMES = {name: spec.title for name, spec in SPECS.items()}
 _GROUP_LABELS = {"test": "test images", "regular": "regular adversarial", "on_manifold": "on-manifold adversarial"}
 
 
