@@ -137,3 +137,17 @@ def test_over_rows_pads_the_last_chunk_and_folds_keys_per_chunk():
     assert out["r"].shape == (3, 10)
     np.testing.assert_allclose(out["r"][:, 8:], jax.random.uniform(jax.random.fold_in(jax.random.key(0), 2), (3, 4))[:, :2])
     assert evaluate.fitted_chunk(5, 500) == 8 and evaluate.fitted_chunk(1000, 500) == 500
+
+
+@pytest.mark.parametrize("center", ["point", "mean"])
+def test_knn_measure_needs_no_decoder(center):
+    m, ds = _true()
+    train = jax.random.uniform(jax.random.key(6), (40, *SHAPE))
+    by = measure.KnnMeasure.fit(train, k=5, center=center, num_components=8)
+    rep = measure.distances(m, _logits, _batch(m, ds), jax.random.key(7), regular=objects.attacks.make("linf", restarts=1,
+                            iterations=3), on_manifold=m.attack(iterations=3, restarts=1), by=by, chunk=4)
+    test = rep.distance["test"]
+    assert test.shape == (B,) and (np.all(test == 0) if center == "point" else np.all(test > 0))
+    reg = rep.distance["regular"]
+    assert np.all(reg <= rep.norm["regular"] + 1e-4)  # a residual is never longer than the perturbation
+    assert np.all((rep.angle["regular"] >= 0) & (rep.angle["regular"] <= 90))

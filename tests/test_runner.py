@@ -226,9 +226,16 @@ def test_tiny_fashion_mnist_experiment_measures_claim1_on_the_learned_manifold(t
     rec = store.ResultsStore(root).record(RunKey("fashion_mnist", "normal", 200, 0))
     assert set(rec.metrics["attacks"]) == {"regular", "on_learned"}
     assert rec.metrics["distances"]["test"]["count"] == 40 and "gallery/on_manifold" in rec.arrays
+    knn = rec.metrics["distances"]["knn"]  # the k-NN local subspace, both centrings, from the same examples
+    assert set(knn) == {"point", "mean"} and knn["point"]["test"]["max"] == 0.0 and knn["mean"]["test"]["min"] > 0
+    assert knn["point"]["regular"]["count"] == rec.metrics["distances"]["regular"]["count"]
+    assert rec.arrays["distances_knn_mean/regular/distance"].shape == rec.arrays["distances/regular/distance"].shape
     assert cli.main(["report", "--results", str(root)]) == 0
     claim1 = json.loads((root / "report" / "verdicts.json").read_text())["claim1"]
     assert claim1["numbers"]["per_dataset"]["fashion_mnist"]["verdict"] != "not enough data", claim1["reason"]
+    assert set(claim1["numbers"]["per_dataset"]["fashion_mnist"]["numbers"]["other_measures"]) == \
+        {"distances_knn_point", "distances_knn_mean"}
+    assert (root / "report" / "claim1_knn_point_fashion_mnist.png").stat().st_size > 1000
     assert cli.main(["attack", "--results", str(root), "--attack", "on_true_manifold", "--quiet"]) == 2
     assert "cannot run on 'fashion_mnist'" in capsys.readouterr().err
 

@@ -12,7 +12,8 @@ on-learned success ~0.06 → ~0.025, normal training's regular success ~0.8–0.
 
 Both measure claim 1 on the learned manifold: distances of test images and their regular and
 on-learned adversarial examples by projection onto the class VAE-GANs, for the normal model at
-the largest N (1000 test images; ``quick``: 300).
+the largest N (1000 test images; ``quick``: 300), and beside them by the k-NN local subspace (50
+neighbours among the training images in a 40-component PCA space, "point" and "mean" centring).
 """
 
 from manifold_robustness.runner import config as _config

@@ -11,7 +11,9 @@ the classifier grid about two days there; use a GPU.
 it measured distances; those add the projection of 300 test images and their adversarial
 examples onto the learned manifold, not yet timed).
 Both measure claim 1 on the learned manifold: distances by projection onto the class VAE-GANs of
-the normal model at the largest N (1000 test images; ``quick``: 300).
+the normal model at the largest N (1000 test images; ``quick``: 300), and beside them by the
+k-NN local subspace (50 neighbours among the training images in a 40-component PCA space,
+"point" and "mean" centring).
 
 ``tiny`` — for tests and notebooks: N ∈ {100, 200}, normal / on-learned AT, an MLP-sized
 budget (2 epochs, 3 inner iterations, 20 attacked images with 2 restarts of the paper's 40

@@ -123,7 +123,7 @@ class LearnedManifold:
     random_name = "random_learned_latent"
     field = "latent"
     default_eta = 0.3
-    classes = "all"  # what vaegan_train.train trains: one model per class
+    classes = "all"  # what vaegan_train.train trains: one model per class (None: one on all classes)
     store_name = "vaegan"  # checkpoint folder under a results root
     trained = True
     switch = "on_learned"  # the config flag under ``vaegan`` that prepares it without a method needing it
@@ -176,8 +176,7 @@ class LearnedManifold:
         folder = None if setup.root is None else Path(setup.root) / cls.store_name
         setup.say(f"{cls.title} of {setup.dataset}: {vcfg.train.epochs} epochs on the whole training split"
                   + (f" (checkpoints in {folder})" if folder else ""))
-        classes = None if cls.classes is None else "all"
-        result = vaegan_train.train(setup.full_train(), vcfg, classes=classes,
+        result = vaegan_train.train(setup.full_train(), vcfg, classes=cls.classes,
                                     checkpoint_dir=None if folder is None else str(folder), progress=setup.progress)
         return cls(result.vae, result.variables)
 

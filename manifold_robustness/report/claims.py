@@ -226,17 +226,34 @@ def _f(v: float | None, digits: int = 2) -> str:
 # ---------------------------------------------------------------- claim 1
 
 
-def pooled_distances(records: Sequence[RunRecord], dataset: str) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
+def pooled_distances(records: Sequence[RunRecord], dataset: str,
+                     prefix: str = "distances") -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
     """group → {"distance", "norm"} pooled over the normally trained runs of ``dataset`` that
-    measured distances (over every run when no normal run did), and the run names used."""
-    have = [r for r in records if r.key.dataset == dataset and f"distances/{DISTANCE_GROUPS[0]}/distance" in r.arrays]
+    measured distances (over every run when no normal run did), and the run names used.
+    ``prefix``: which measure (``distances``: the manifold's own; ``distances_knn_<center>``)."""
+    have = [r for r in records if r.key.dataset == dataset and f"{prefix}/{DISTANCE_GROUPS[0]}/distance" in r.arrays]
     chosen = [r for r in have if r.key.method == "normal"] or have
     pooled = {}
     for g in DISTANCE_GROUPS:
-        pooled[g] = {f: np.concatenate([np.asarray(r.arrays[f"distances/{g}/{f}"], np.float64).ravel() for r in chosen
-                                        if f"distances/{g}/{f}" in r.arrays] or [np.zeros(0)])
+        pooled[g] = {f: np.concatenate([np.asarray(r.arrays[f"{prefix}/{g}/{f}"], np.float64).ravel() for r in chosen
+                                        if f"{prefix}/{g}/{f}" in r.arrays] or [np.zeros(0)])
                      for f in ("distance", "norm")}
     return pooled, [r.key.name for r in chosen]
+
+
+def other_measures(records: Sequence[RunRecord], dataset: str) -> list[str]:
+    """The array prefixes of the distance measures a dataset's runs kept beside the manifold's own
+    (the k-NN local subspace: ``distances_knn_point``, ``distances_knn_mean``)."""
+    suffix = f"/{DISTANCE_GROUPS[0]}/distance"
+    return sorted({k[: -len(suffix)] for r in records if r.key.dataset == dataset for k in r.arrays
+                   if k.endswith(suffix) and k.startswith("distances_")})
+
+
+def _group_stats(pooled: dict) -> dict:
+    return {g: {"count": int(pooled[g]["distance"].size),
+                "mean": float(pooled[g]["distance"].mean()) if pooled[g]["distance"].size else None,
+                "median": float(np.median(pooled[g]["distance"])) if pooled[g]["distance"].size else None}
+            for g in DISTANCE_GROUPS}
 
 
 def claim1(records: Sequence[RunRecord]) -> dict:
@@ -274,6 +291,11 @@ def claim1(records: Sequence[RunRecord]) -> dict:
                      f"{_f(on_ratio)}× the regular median (rule < {CLAIM1_ON_MANIFOLD_MEDIAN_RATIO:g})")
         else:
             text += f"; on-manifold control skipped ({counts['on_manifold']} measured, < {MIN_DISTANCE_EXAMPLES})"
+        others = {p: _group_stats(pooled_distances(records, ds, p)[0]) for p in other_measures(records, ds)}
+        if others:  # reported beside the verdict, which stays the manifold's own distance
+            nums["other_measures"] = others
+            text += "; " + "; ".join(f"{p.removeprefix('distances_')}: regular {_f(o['regular']['mean'], 3)} vs test "
+                                     f"{_f(o['test']['mean'], 3)}" for p, o in others.items())
         verdict = HOLDS if leaves and control is not False else FAILS
         per[ds] = _verdict(verdict, text[0].upper() + text[1:] + ".", **nums)
     return _across(per, "No run measured distances to the manifold (arrays distances/<group>/distance).")

@@ -55,6 +55,15 @@ class Setting:
                              f"prepared: {', '.join(self.manifolds) or 'no manifold'}")
         return self.manifolds[kind]
 
+    def knn_measure(self, center: str):
+        """The k-NN local subspace measure over this setting's training images (indexed once)."""
+        key = ("knn", center)
+        if key not in self.compiled:
+            n = len(self.train)
+            self.compiled[key] = measure.KnnMeasure.fit(self.train.images, k=min(KNN_NEIGHBOURS, n), center=center,
+                                                        num_components=min(KNN_COMPONENTS, n))
+        return self.compiled[key]
+
     def rows(self, split: str, kinds, stop: int, start: int = 0) -> dict[str, np.ndarray]:
         """``image``, ``label`` and the fields of the manifolds ``kinds`` for rows [start, stop)."""
         ds = self.train if split == "train" else self.test
@@ -169,11 +178,26 @@ def wants_distances(c, key) -> bool:
     return key.method in c.distances.methods and key.n in sizes and key.seed in tuple(c.distances.seeds)
 
 
+KNN_NEIGHBOURS, KNN_COMPONENTS = 50, 40  # paper §5.4: 50 neighbours in a 40-component PCA space of the training images
+
+
 def measure_distances(c, s: Setting, variables, key: jax.Array, attack_set: dict) -> tuple[dict, dict]:
-    """Claim 1 on the setting's first manifold: (summary, ``distances/<group>/<field>`` arrays)."""
+    """Claim 1 on the setting's first manifold: (summary, ``distances/<group>/<field>`` arrays),
+    by the manifold's own distance; for each of the dataset's k-NN centrings also by the k-NN
+    local subspace of the training images (``distances_knn_<center>/…``, summaries under
+    ``summary["knn"][center]``), from the same adversarial examples."""
     m = next(iter(s.manifolds.values()))
     count = min(int(c.distances.examples), s.test.images.shape[0])
-    rep = measure.distances(m, s.classifier.logits_fn(variables), s.rows("test", (m.kind,), count), key,
-                            regular=attack_set[REGULAR][0], on_manifold=attack_set[m.attack_key][0],
-                            chunk=int(c.eval.batch) * 2)
-    return rep.summary, rep.arrays()
+    rows = s.rows("test", (m.kind,), count)
+    k_reg, k_on, k_proj = jax.random.split(key, 3)
+    groups = measure.attacked_groups(m, s.classifier.logits_fn(variables), rows, (k_reg, k_on),
+                                     regular=attack_set[REGULAR][0], on_manifold=attack_set[m.attack_key][0])
+    by = s.compiled.setdefault(("projection", m.kind), measure.ProjectionMeasure(m))  # one compiled program for all runs
+    rep = measure.measure_groups(groups, rows, by, by.params(m.context), k_proj, chunk=int(c.eval.batch) * 2)
+    summary, arrays = rep.summary, rep.arrays()
+    for center in s.spec.knn_centers:
+        knn = s.knn_measure(center)
+        r = measure.measure_groups(groups, rows, knn, knn.params(None), k_proj, chunk=int(c.eval.batch) * 2)
+        summary.setdefault("knn", {})[center] = r.summary
+        arrays.update(r.arrays(f"distances_knn_{center}"))
+    return summary, arrays
