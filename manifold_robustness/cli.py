@@ -102,8 +102,11 @@ def cmd_vaegan_train(args) -> int:
     from manifold_robustness.manifolds import vaegan, vaegan_train
     from manifold_robustness.report.vaegan import write_quality_report
 
+    from manifold_robustness.data import specs
+
     name, classes = args.dataset, _parse_classes(args.classes)
-    kwargs = {"config": _fonts_config(args)} if name == "fonts" else {"source_dir": args.source_dir}
+    options = {**dataclasses.asdict(_fonts_config(args)), "source_dir": args.source_dir}
+    kwargs = specs.get(name).load_kwargs(options)
     train = data.load(name, "train", args.limit, data_dir=args.data_dir, dtype=np.uint8, **kwargs)
     test = data.load(name, "test", data_dir=args.data_dir, dtype=np.uint8, **kwargs)
     overrides = {k: v for k, v in (("latent_dim", args.latent_dim), ("channels", args.channels)) if v is not None}
@@ -213,11 +216,15 @@ def cmd_train(args) -> int:
 
 
 def cmd_attack(args) -> int:
+    import inspect
+
     import jax
     import numpy as np
 
     from manifold_robustness import attacks
-    from manifold_robustness.runner import experiment
+    from manifold_robustness.data import specs
+    from manifold_robustness.manifolds import protocol
+    from manifold_robustness.runner import experiment, setting
     from manifold_robustness.runner.config import apply_override
     from manifold_robustness.runner.records import RunKey
     from manifold_robustness.runner.store import ResultsStore
@@ -234,30 +241,26 @@ def cmd_attack(args) -> int:
     key = RunKey.parse(args.run) if args.run else done[0]
     if key not in done:
         raise ValueError(f"run {key.name} is not finished in {args.results}; finished: {', '.join(k.name for k in done)}")
+    entry = attacks.ATTACKS.lookup(args.attack)  # an unknown name lists the known attacks
+    protocol.require(entry.needs, specs.get(c.dataset).manifolds, c.dataset, f"attack {args.attack}")  # before any work
     for item in (f"eval.regular_examples={args.examples}", f"eval.on_manifold_examples={args.examples}",
                  f"eval.test_examples={max(args.examples, c.eval.test_examples)}"):
         apply_override(c, item)
-    s = experiment.prepare(c, store, progress=not args.quiet)
+    s = setting.prepare(c, store, progress=not args.quiet)
+    manifold = s.manifold(entry.needs, f"attack {args.attack}")
     variables = store.load_model(key)["variables"]
-    names = {"linf": "regular", "l2": "regular", "on_true_manifold": "on_true", "on_learned_manifold": "on_learned",
-             "transformation": "regular"}
-    if args.attack not in names:
-        raise ValueError(f"unknown attack {args.attack!r}; known here: {', '.join(names)}")
     kw = dict(iterations=args.iterations, restarts=args.restarts)
     if args.eps is not None:
         kw["eps"] = args.eps
-    if args.attack in ("on_true_manifold", "transformation"):
+    if manifold is not None:
+        kw["space"] = manifold.space
+    elif "ranges" in inspect.signature(entry.factory).parameters:  # a transformation box: the dataset's
         kw["ranges"] = s.ranges
-    if args.attack == "on_learned_manifold":
-        if s.vae is None:
-            raise ValueError("on_learned_manifold needs the experiment's VAE-GANs (vaegan.on_learned=True in its config)")
-        kw["decode_fn"] = s.learned_decode
-    if args.attack == "on_true_manifold" and c.dataset != "fonts":
-        raise ValueError("on_true_manifold needs FONTS")
     attack = attacks.make(args.attack, **kw)
-    out = experiment.attack_model(c, s, jax.tree.map(np.asarray, variables), jax.random.key(args.seed), names[args.attack],
-                                  attack, args.examples, progress=not args.quiet)
-    summary = experiment.summarize_attack(out, attack)
+    name = setting.REGULAR if manifold is None else manifold.attack_key
+    out = setting.attack_model(c, s, jax.tree.map(np.asarray, variables), jax.random.key(args.seed), name, attack,
+                               args.examples, manifold, progress=not args.quiet)
+    summary = setting.summarize_attack(out, attack)
     print(f"{key.name}, {args.attack} (eps {summary['eps']}, {summary['iterations']} iterations, {summary['restarts']} restarts) "
           f"on {summary['num_examples']} test images ({summary['num_correct']} correctly classified):")
     print(f"  success rate {summary['success_rate']:.4f} (paper: over restarts), worst case {summary['worst_case_success_rate']:.4f}")
@@ -343,7 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run an attack on a finished run of a results folder (from `train` or `experiment run`).")
     at.add_argument("--results", required=True, help="results folder")
     at.add_argument("--run", default=None, help="run name, e.g. fonts/normal/n1000/seed0 (default: the first finished)")
-    at.add_argument("--attack", default="linf", help="linf, l2, on_true_manifold, on_learned_manifold or transformation")
+    at.add_argument("--attack", default="linf", help="an attack of attacks.ATTACKS: linf, l2, cw_l2, transformation, "
+                    "on_true_manifold, on_learned_manifold, on_data_manifold, … (on-manifold ones need that manifold in "
+                    "the experiment)")
     at.add_argument("--examples", type=int, default=500, help="attacked test images (default 500)")
     at.add_argument("--eps", type=float, default=None, help="budget ε / η (default: the paper's for the attack)")
     at.add_argument("--iterations", type=int, default=40)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from manifold_robustness import attacks, cli, models, training
-from manifold_robustness.runner import config, experiment, store
+from manifold_robustness.runner import config, experiment, setting, store
 
 TINY = ["--config", "fonts:tiny", "-o", "model=mlp"]
 
@@ -147,7 +147,7 @@ def test_training_data_must_be_a_dataset(mlp):
 @pytest.mark.parametrize("bad, message", [("nan", "contains NaN"), ("label", r"labels must lie in \[0, 9\]")])
 def test_the_runner_checks_every_chunk_it_attacks(bad, message, mlp):
     c = config.load("fonts:tiny", ["model=mlp", "eval.batch=10"])
-    s = experiment.load_setting(c)
+    s = setting.load_setting(c)
     images, labels = np.array(s.test.images), np.array(s.test.labels)
     if bad == "nan":
         images[15, 3, 3, 0] = np.nan  # in the second chunk of ten
@@ -158,7 +158,7 @@ def test_the_runner_checks_every_chunk_it_attacks(bad, message, mlp):
     s = dataclasses.replace(s, test=dataclasses.replace(s.test, images=images, labels=labels))
     attack = attacks.make("linf", iterations=1, restarts=1)
     with pytest.raises(ValueError, match=message):
-        experiment.attack_model(c, s, mlp[1], jax.random.key(0), "regular", attack, 20)
+        setting.attack_model(c, s, mlp[1], jax.random.key(0), "regular", attack, 20)
 
 
 def test_training_refuses_labels_the_decoder_has_no_model_for():

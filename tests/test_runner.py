@@ -207,3 +207,48 @@ def test_cli_train_then_attack_a_stored_model(tmp_path, capsys, monkeypatch):
     assert "needs the experiment's VAE-GANs" in capsys.readouterr().err
     assert cli.main(["attack", "--results", str(root), "--run", "fonts/normal/n999/seed0", "--quiet"]) == 2
     assert "not finished" in capsys.readouterr().err
+
+
+def test_tiny_fashion_mnist_experiment_measures_claim1_on_the_learned_manifold(tmp_path, monkeypatch, capsys):
+    """fashion_mnist:tiny on a generated idx folder through the CLI: VAE-GANs, on-learned training and
+    attack, distances by projection onto the learned manifold, and a claim-1 verdict from them."""
+    import dataclasses
+
+    from conftest import write_fashion_like
+    from manifold_robustness.data import idx_datasets
+
+    sizes = {"train": 200, "test": 100}
+    monkeypatch.setitem(idx_datasets.SPECS, "fashion_mnist", dataclasses.replace(idx_datasets.FASHION_MNIST, sizes=sizes))
+    folder = write_fashion_like(tmp_path / "fashion", sizes)
+    root = tmp_path / "fmnist"
+    args = ["--config", "fashion_mnist:tiny", "-o", "model=mlp", "-o", f"data.source_dir={folder}", "-o", "train.epochs=30"]
+    assert cli.main(["experiment", "run", *args, "--results", str(root), "--quiet"]) == 0
+    rec = store.ResultsStore(root).record(RunKey("fashion_mnist", "normal", 200, 0))
+    assert set(rec.metrics["attacks"]) == {"regular", "on_learned"}
+    assert rec.metrics["distances"]["test"]["count"] == 40 and "gallery/on_manifold" in rec.arrays
+    knn = rec.metrics["distances"]["knn"]  # the k-NN local subspace, both centrings, from the same examples
+    assert set(knn) == {"point", "mean"} and knn["point"]["test"]["max"] == 0.0 and knn["mean"]["test"]["min"] > 0
+    assert knn["point"]["regular"]["count"] == rec.metrics["distances"]["regular"]["count"]
+    assert rec.arrays["distances_knn_mean/regular/distance"].shape == rec.arrays["distances/regular/distance"].shape
+    assert cli.main(["report", "--results", str(root)]) == 0
+    claim1 = json.loads((root / "report" / "verdicts.json").read_text())["claim1"]
+    assert claim1["numbers"]["per_dataset"]["fashion_mnist"]["verdict"] != "not enough data", claim1["reason"]
+    assert set(claim1["numbers"]["per_dataset"]["fashion_mnist"]["numbers"]["other_measures"]) == \
+        {"distances_knn_point", "distances_knn_mean"}
+    assert (root / "report" / "claim1_knn_point_fashion_mnist.png").stat().st_size > 1000
+    assert cli.main(["attack", "--results", str(root), "--attack", "on_true_manifold", "--quiet"]) == 2
+    assert "cannot run on 'fashion_mnist'" in capsys.readouterr().err
+
+
+def test_class_agnostic_manifold_run_trains_one_vaegan_and_attacks_on_data(tmp_path):
+    """on_data_manifold_at needs the class-agnostic manifold: one VAE-GAN on all classes, stored apart
+    from class models, trained against with η = 0.1, and its on-data attack beside the on-true one."""
+    root = tmp_path / "agnostic"
+    c = config.load("fonts:tiny", ["model=mlp", "methods=on_data_manifold_at", "sizes=100", "distances.methods=()",
+                                   "vaegan.epochs=1", "vaegan.channels=8"])
+    assert config.manifolds(c) == ("true", "agnostic")
+    experiment.run(c, root, progress=False, say=lambda s: None)
+    rec = store.ResultsStore(root).record(RunKey("fonts", "on_data_manifold_at", 100, 0))
+    assert set(rec.metrics["attacks"]) == {"regular", "on_true", "on_data"}
+    assert rec.metrics["attacks"]["on_data"]["eps"] == pytest.approx(c.eval.eta)
+    assert (root / "vaegan_agnostic" / "config.json").exists() and not (root / "vaegan").exists()

@@ -86,16 +86,36 @@ def l2(eps=1.5, **kw) -> Attack:
     return Attack("l2", _config(eps, "l2", **kw), spaces.image_space(), objectives.cross_entropy)
 
 
-@_register("on_true_manifold", "FONTS: perturb θ by ‖ζ‖∞ ≤ η = 0.3 within the θ ranges, font and class fixed")
-def on_true_manifold(eps=0.3, ranges: transforms.TransformRanges = transforms.FONTS_RANGES["hard"], **kw) -> Attack:
-    return Attack("on_true_manifold", _config(eps, "linf", **kw), spaces.true_manifold_space(ranges), objectives.cross_entropy)
+@_register("on_true_manifold", "FONTS: perturb θ by ‖ζ‖∞ ≤ η = 0.3 within the θ ranges, font and class fixed", needs="true")
+def on_true_manifold(eps=0.3, ranges: transforms.TransformRanges = transforms.FONTS_RANGES["hard"],
+                     space: Space | None = None, **kw) -> Attack:
+    space = space or spaces.true_manifold_space(ranges)
+    return Attack("on_true_manifold", _config(eps, "linf", **kw), space, objectives.cross_entropy)
 
 
-@_register("on_learned_manifold", "perturb a latent code by ‖ζ‖∞ ≤ η = 0.3 within [−2, 2]^d through a (class-specific) decoder")
-def on_learned_manifold(decode_fn: Callable | None = None, eps=0.3, bound: float = 2.0, **kw) -> Attack:
+def _latent_space(name: str, decode_fn, bound, space):
+    if space is not None:
+        return space
     if decode_fn is None:
-        raise ValueError("on_learned_manifold needs decode_fn(context, z, labels) -> images (e.g. the class VAE-GAN decoder)")
-    return Attack("on_learned_manifold", _config(eps, "linf", **kw), spaces.learned_manifold_space(decode_fn, bound), objectives.cross_entropy)
+        raise ValueError(f"{name} needs decode_fn(context, z, labels) -> images (e.g. the class VAE-GAN decoder) "
+                         "or a manifold's space")
+    return spaces.learned_manifold_space(decode_fn, bound)
+
+
+@_register("on_learned_manifold", "perturb a latent code by ‖ζ‖∞ ≤ η = 0.3 within [−2, 2]^d through a (class-specific) decoder",
+           needs="learned")
+def on_learned_manifold(decode_fn: Callable | None = None, eps=0.3, bound: float = 2.0, space: Space | None = None,
+                        **kw) -> Attack:
+    space = _latent_space("on_learned_manifold", decode_fn, bound, space)
+    return Attack("on_learned_manifold", _config(eps, "linf", **kw), space, objectives.cross_entropy)
+
+
+@_register("on_data_manifold", "supplement: perturb a latent code by ‖ζ‖∞ ≤ η = 0.1 through a class-agnostic decoder",
+           needs="agnostic")
+def on_data_manifold(decode_fn: Callable | None = None, eps=0.1, bound: float = 2.0, space: Space | None = None,
+                     **kw) -> Attack:
+    space = _latent_space("on_data_manifold", decode_fn, bound, space)
+    return Attack("on_data_manifold", _config(eps, "linf", **kw), space, objectives.cross_entropy)
 
 
 @_register("transformation", "adversarial affine transformation from the identity, ‖t‖∞ ≤ 0.3 within the dataset's ranges")
@@ -115,18 +135,20 @@ def random_image(eps=0.3, restarts=5, **kw) -> Attack:
                   spaces.image_space(), objectives.cross_entropy)
 
 
-@_register("random_true_latent", "baseline: uniform θ perturbation in the η-ball (FONTS), no optimisation")
-def random_true_latent(eps=0.3, ranges=transforms.FONTS_RANGES["hard"], restarts=5, **kw) -> Attack:
+@_register("random_true_latent", "baseline: uniform θ perturbation in the η-ball (FONTS), no optimisation", needs="true")
+def random_true_latent(eps=0.3, ranges=transforms.FONTS_RANGES["hard"], restarts=5, space: Space | None = None,
+                       **kw) -> Attack:
     return Attack("random_true_latent", _config(eps, "linf", iterations=0, restarts=restarts, init="uniform", **kw),
-                  spaces.true_manifold_space(ranges), objectives.cross_entropy)
+                  space or spaces.true_manifold_space(ranges), objectives.cross_entropy)
 
 
-@_register("random_learned_latent", "baseline: uniform latent perturbation in the η-ball through the decoder, no optimisation")
-def random_learned_latent(decode_fn: Callable | None = None, eps=0.3, bound=2.0, restarts=5, **kw) -> Attack:
-    if decode_fn is None:
-        raise ValueError("random_learned_latent needs decode_fn(context, z, labels) -> images")
+@_register("random_learned_latent", "baseline: uniform latent perturbation in the η-ball through the decoder, no optimisation",
+           needs="learned")
+def random_learned_latent(decode_fn: Callable | None = None, eps=0.3, bound=2.0, restarts=5, space: Space | None = None,
+                          **kw) -> Attack:
+    space = _latent_space("random_learned_latent", decode_fn, bound, space)
     return Attack("random_learned_latent", _config(eps, "linf", iterations=0, restarts=restarts, init="uniform", **kw),
-                  spaces.learned_manifold_space(decode_fn, bound), objectives.cross_entropy)
+                  space, objectives.cross_entropy)
 
 
 def make(name: str, **overrides) -> Attack:

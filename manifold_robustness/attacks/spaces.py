@@ -37,13 +37,13 @@ def true_manifold_space(ranges: transforms.TransformRanges) -> Space:
     )
 
 
-def learned_manifold_space(decode_fn: Callable, bound: float = 2.0) -> Space:
-    """v = the latent code z (batch["latent"]: float32[B, d]); the image is
+def learned_manifold_space(decode_fn: Callable, bound: float = 2.0, field: str = "latent") -> Space:
+    """v = the latent code z (batch[field], default "latent": float32[B, d]); the image is
     ``decode_fn(context, z, labels)`` (class-specific decoders route by label); box [−bound, bound]^d
     (the truncated prior of the VAE-GANs).  Written against the callable: any decoder works."""
     return Space(
         name="learned_manifold",
-        start=lambda batch, ctx: batch["latent"],
+        start=lambda batch, ctx: batch[field],
         decode=lambda v, batch, ctx: decode_fn(ctx, v, batch["label"]),
         box=lambda batch, ctx: (jnp.float32(-bound), jnp.float32(bound)),
     )

@@ -22,7 +22,8 @@ import numpy as np
 QUANTITIES = ("test_error", "regular_success", "on_true_success", "on_learned_success")
 
 # Attack (as named in run records) → paper quantity of its success rate.
-ATTACK_QUANTITY = {"regular": "regular_success", "on_true": "on_true_success", "on_learned": "on_learned_success"}
+ATTACK_QUANTITY = {"regular": "regular_success", "on_true": "on_true_success", "on_learned": "on_learned_success",
+                   "on_data": "on_data_success"}
 
 
 @functools.cache

@@ -21,13 +21,14 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from manifold_robustness.report import atomic
+from manifold_robustness.data.specs import SPECS
 from manifold_robustness.report import claims as C
 from manifold_robustness.report import document as D
 from manifold_robustness.report import figures, paper
 from manifold_robustness.runner.records import ATTACK_NAMES, DISTANCE_GROUPS, RunKey, RunRecord
 
 DEFAULT_TITLE = "Disentangling adversarial robustness and generalization: reproduction report"
-DATASET_NAMES = {"fonts": "FONTS", "emnist": "EMNIST", "fashion_mnist": "Fashion-MNIST"}
+DATASET_NAMES = {name: spec.title for name, spec in SPECS.items()}
 _GROUP_LABELS = {"test": "test images", "regular": "regular adversarial", "on_manifold": "on-manifold adversarial"}
 
 
@@ -253,6 +254,13 @@ def write_report(records: Iterable[RunRecord], out_dir: str | Path, *, planned: 
         paths[name] = plot_histograms({g: pooled[g]["distance"] for g in DISTANCE_GROUPS}, out / f"{name}.png",
                                       title=_histogram_title(ds))
         blocks.append(D.Image(paths[name], f"{_ds(ds)} distances to the manifold"))
+        for prefix in C.other_measures(records, ds):  # the k-NN local subspace (Fig. 3's learned-manifold panels)
+            pooled, _ = C.pooled_distances(records, ds, prefix)
+            measure = prefix.removeprefix("distances_")
+            name = f"claim1_{measure}_{ds}"
+            paths[name] = plot_histograms({g: pooled[g]["distance"] for g in DISTANCE_GROUPS}, out / f"{name}.png",
+                                          title=f"{_ds(ds)}: L2 distance to the {measure} local subspace")
+            blocks.append(D.Image(paths[name], f"{_ds(ds)} distances by {measure}"))
 
     # claim 2
     blocks += _verdict_blocks("claim2", verdicts["claim2"], _RULES["claim2"])

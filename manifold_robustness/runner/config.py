@@ -19,10 +19,14 @@ Fields (paper defaults; digest section in brackets):
   ``on_manifold_examples`` 2500 attacked test images, ``restarts`` 5, ``iterations`` 40,
   ``batch`` (attack chunk; ~100 is fastest on CPU) [§5].
 - ``distances``: distance to the manifold for the runs of ``methods`` at ``sizes`` (empty: the
-  largest N) and ``seeds``, on ``examples`` test images (FONTS: true manifold) [§5.4, Fig. 3].
+  largest N) and ``seeds``, on ``examples`` test images, measured on the first of the setting's
+  manifolds (FONTS: the true one) [§5.4, Fig. 3].
 - ``gallery``: test images kept with their adversarial examples per run (claim 2's figure).
-- ``vaegan``: the class VAE-GANs for learned-manifold methods/attacks (``epochs``: 0 = the
-  paper's; ``on_learned``: attack on the learned manifold even when no method needs it).
+- ``vaegan``: the VAE-GANs of the learned manifolds (``epochs``: 0 = the paper's; ``on_learned``:
+  prepare and attack the class-specific learned manifold even when no method needs it).
+
+Which manifolds a run prepares and attacks is :func:`manifolds`: the dataset declares the ones it
+has (``data.specs``), methods declare the one they need (``needs=`` in the method registry).
 """
 
 from __future__ import annotations
@@ -37,32 +41,22 @@ from typing import Iterable
 
 import ml_collections
 
-DATASETS = ("fonts", "fashion_mnist", "emnist", "celeba")
-LEARNED_METHODS = ("on_learned_manifold_at", "on_data_manifold_at", "combined_learned", "random_learned_latent")
-TRUE_METHODS = ("on_true_manifold_at", "combined_true", "random_true_latent")
+DATASETS = ("fonts", "fashion_mnist", "emnist", "celeba")  # data.specs.SPECS, in this order
 EXPERIMENTS_ENV = "MANIFOLD_ROBUSTNESS_EXPERIMENTS"
 PAPER_SIZES = (250, 500, 1000, 2500, 5000, 10000, 20000, 40000)
 
 
 def base(dataset: str) -> ml_collections.ConfigDict:
-    """The paper's settings for ``dataset`` (the ``paper`` preset before dataset specifics)."""
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    """The paper's settings for ``dataset`` (the ``paper`` preset before dataset specifics); what
+    differs between datasets is their :class:`~manifold_robustness.data.specs.DatasetSpec`."""
+    from manifold_robustness.data import specs
+
+    spec = specs.get(dataset)
     c = ml_collections.ConfigDict()
     c.dataset = dataset
-    c.data = ml_collections.ConfigDict()
-    if dataset == "fonts":  # paper §4: 1000 fonts × 10 letters × 112 transforms, Hard ranges
-        c.data.num_fonts = 1000
-        c.data.repetitions = 112
-        c.data.test_repetitions = 16
-        c.data.difficulty = "hard"
-        c.data.seed = 0
-    else:
-        c.data.source_dir = ""  # "" = the loader's default / environment variable
+    c.data = ml_collections.ConfigDict(dict(spec.options))
     c.model = "cnn"
-    learned = () if dataset == "celeba" else ("on_learned_manifold_at",)
-    own = ("on_true_manifold_at",) if dataset == "fonts" else learned
-    c.methods = ("normal", "regular_at", *own, "adversarial_transformation", "augment")
+    c.methods = tuple(spec.paper_methods)
     c.sizes = PAPER_SIZES
     c.seeds = (0, 1, 2, 3, 4)
     c.train = ml_collections.ConfigDict(dict(epochs=20, batch_size=100, learning_rate=0.01, lr_decay=0.95,
@@ -70,10 +64,10 @@ def base(dataset: str) -> ml_collections.ConfigDict:
     c.adversarial = ml_collections.ConfigDict(dict(eps=0.3, eta=0.3, iterations=40))
     c.eval = ml_collections.ConfigDict(dict(test_examples=10000, regular_examples=1000, on_manifold_examples=2500,
                                             restarts=5, iterations=40, eps=0.3, eta=0.3, batch=100))
-    c.distances = ml_collections.ConfigDict(dict(methods=("normal",) if dataset == "fonts" else (), sizes=(),
+    c.distances = ml_collections.ConfigDict(dict(methods=("normal",) if spec.distances else (), sizes=(),
                                                  seeds=(0,), examples=1000))
     c.gallery = 8
-    c.vaegan = ml_collections.ConfigDict(dict(epochs=0, channels=64, latent_dim=10, on_learned=dataset != "fonts"))
+    c.vaegan = ml_collections.ConfigDict(dict(epochs=0, channels=64, latent_dim=10, on_learned="learned" in spec.attacked))
     return c
 
 
@@ -93,17 +87,31 @@ def quick(c: ml_collections.ConfigDict, methods, sizes, *, attacked: int = 500,
     return c
 
 
-def uses_learned_manifold(c: ml_collections.ConfigDict) -> bool:
-    return bool(c.vaegan.on_learned) or any(m in LEARNED_METHODS for m in c.methods)
+def manifolds(c: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """The manifold kinds a config's setting prepares, in the dataset's order: those its methods
+    need, those that need no training (their attacks always run), and those whose switch under
+    ``vaegan`` is on (``on_learned``: the class-specific VAE-GANs)."""
+    from manifold_robustness.data import specs
+    from manifold_robustness.manifolds.objects import KINDS
+    from manifold_robustness.training import METHODS
+
+    needed = {METHODS.needs(m) for m in c.methods if m in METHODS}
+    wanted = []
+    for kind in specs.get(c.dataset).manifolds:
+        cls = KINDS[kind]
+        if kind in needed or not cls.trained or (cls.switch is not None and bool(c.vaegan.get(cls.switch))):
+            wanted.append(kind)
+    return tuple(wanted)
 
 
 def check(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Refuse configs that cannot run, saying what is wrong; returns ``c``."""
     from manifold_robustness import models
+    from manifold_robustness.data import specs
+    from manifold_robustness.manifolds import protocol
     from manifold_robustness.training import METHODS
 
-    if c.dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {c.dataset!r}; known: {', '.join(DATASETS)}")
+    spec = specs.get(c.dataset)
     if c.model not in models.ARCHITECTURES:
         raise ValueError(f"unknown model {c.model!r}; known: {', '.join(models.ARCHITECTURES)}")
     unknown = [m for m in c.methods if m not in METHODS]
@@ -113,13 +121,8 @@ def check(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         raise ValueError("methods, sizes and seeds must each name at least one value")
     if len(set(c.methods)) != len(c.methods) or len(set(c.sizes)) != len(c.sizes) or len(set(c.seeds)) != len(c.seeds):
         raise ValueError("methods, sizes and seeds must not repeat values")
-    if c.dataset != "fonts":
-        bad = [m for m in c.methods if m in TRUE_METHODS]
-        if bad:
-            raise ValueError(f"{', '.join(bad)} need FONTS' true manifold; dataset is {c.dataset!r}")
-    if c.dataset == "celeba" and uses_learned_manifold(c):
-        raise ValueError("learned-manifold methods/attacks on CelebA need class VAE-GANs with 4 layers at 56×48; "
-                         "set vaegan.on_learned=False and drop the on-learned methods")
+    for m in c.methods:
+        protocol.require(METHODS.needs(m), spec.manifolds, c.dataset, f"training method {m}")
     _check_counts(c)
     if any(int(n) < c.train.batch_size // 2 for n in c.sizes):
         raise ValueError(f"every N in sizes must be >= half a batch ({c.train.batch_size // 2}); got {tuple(c.sizes)}")
@@ -131,8 +134,10 @@ def check(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     unknown = [m for m in c.distances.methods if m not in c.methods]
     if unknown:
         raise ValueError(f"distances.methods {unknown} are not among the config's methods {tuple(c.methods)}")
-    if c.distances.methods and c.dataset != "fonts":
-        raise ValueError("distances to the manifold are measured on FONTS' true manifold only; set distances.methods=()")
+    if c.distances.methods and not manifolds(c):
+        raise ValueError(f"distances to the manifold need a manifold, and this config prepares none of {c.dataset!r}'s "
+                         f"({', '.join(spec.manifolds)}); set vaegan.on_learned=True (or add an on-manifold method), "
+                         "or distances.methods=()")
     return c
 
 

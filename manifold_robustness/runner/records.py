@@ -13,7 +13,7 @@ images).  The runner writes them (``runner.store``); the report only reads them.
   ``success_rate`` (the paper's: over correct examples × restarts), ``worst_case_success_rate``
   (any restart), ``num_examples``, ``num_correct``, ``restarts``, ``eps``, ``iterations``,
   ``mean_l2`` / ``mean_linf`` (image-space norm of successful perturbations; None if none).
-- ``distances``: {group: summary} for group in :data:`DISTANCE_GROUPS` (``report.distances.summarize``
+- ``distances``: {group: summary} for group in :data:`DISTANCE_GROUPS` (``manifolds.measure.summarize``
   output; regular / on_manifold add ``ratio`` and ``angle`` summaries), or None.
 - ``timing``: {"train_s": …, "attack_s": …, "distance_s": …} (wall seconds, shared by the seeds of
   one group).
@@ -36,7 +36,9 @@ from typing import Any
 
 import numpy as np
 
-ATTACK_NAMES = ("regular", "on_true", "on_learned", "transformation")
+from manifold_robustness.manifolds.protocol import KINDS
+
+ATTACK_NAMES = ("regular", *(k.attack_key for k in KINDS.values()), "transformation")
 DISTANCE_GROUPS = ("test", "regular", "on_manifold")
 
 

@@ -61,6 +61,8 @@ def _regular(context: MethodContext, weak: bool = False) -> attacks.Attack:
 
 def _true(context: MethodContext, random: bool = False) -> attacks.Attack:
     _check_budget("eta", context.eta)
+    if context.manifold is not None:
+        return _through(context.manifold, context, random)
     if context.arrays is None or "prototypes" not in context.arrays:
         raise ValueError(
             "on-true-manifold training needs the FONTS prototypes (arrays={'prototypes': data.fonts_prototypes(config)}); "
@@ -71,9 +73,19 @@ def _true(context: MethodContext, random: bool = False) -> attacks.Attack:
     return attacks.make("on_true_manifold", eps=context.eta, ranges=context.ranges, **_attack_kwargs(context))
 
 
+def _through(manifold, context: MethodContext, random: bool, eta=None) -> attacks.Attack:
+    """The attack of a method through its manifold object (arrays = the manifold's context)."""
+    eta = context.eta if eta is None else eta
+    if random:
+        return manifold.random_baseline(eta, restarts=1)
+    return manifold.attack(eta, **_attack_kwargs(context))
+
+
 def _learned(context: MethodContext, eta=None, random: bool = False) -> attacks.Attack:
     eta = context.eta if eta is None else eta
     _check_budget("eta", eta)
+    if context.manifold is not None:
+        return _through(context.manifold, context, random, eta)
     if context.decode_fn is None or context.arrays is None or "decoder" not in context.arrays:
         raise ValueError(f"learned-manifold training needs a trained decoder: {VAEGAN_HINT}")
     decode = lambda arrays, z, y: context.decode_fn(arrays["decoder"], z, y)  # noqa: E731
@@ -155,25 +167,26 @@ def regular_at_full(context: MethodContext):
     return build
 
 
-register("on_true_manifold_at", "FONTS: 50% clean + 50% on-true-manifold adversarial (θ + ζ, ‖ζ‖∞ ≤ 0.3)")(_half_builder(_true))
-register("on_learned_manifold_at", "50% clean + 50% adversarial latents decoded by the class VAE-GANs (η 0.3, z in [−2, 2]^d)")(
+register("on_true_manifold_at", "FONTS: 50% clean + 50% on-true-manifold adversarial (θ + ζ, ‖ζ‖∞ ≤ 0.3)", needs="true")(_half_builder(_true))
+register("on_learned_manifold_at", "50% clean + 50% adversarial latents decoded by the class VAE-GANs (η 0.3, z in [−2, 2]^d)",
+         needs="learned")(
     _half_builder(_learned)
 )
-register("on_data_manifold_at", "50% clean + 50% adversarial latents of a class-agnostic VAE-GAN (η 0.1)")(
+register("on_data_manifold_at", "50% clean + 50% adversarial latents of a class-agnostic VAE-GAN (η 0.1)", needs="agnostic")(
     _half_builder(lambda c: _learned(c, eta=0.1))
 )
 register("adversarial_transformation", "50% clean + 50% adversarial affine transformations (‖t‖∞ ≤ 0.3 from the identity)")(
     _half_builder(_transformation)
 )
-register("combined_true", "50% clean + 25% regular + 25% on-true-manifold adversarial (FONTS)")(_combined_builder(_true))
-register("combined_learned", "50% clean + 25% regular + 25% on-learned-manifold adversarial")(_combined_builder(_learned))
+register("combined_true", "50% clean + 25% regular + 25% on-true-manifold adversarial (FONTS)", needs="true")(_combined_builder(_true))
+register("combined_learned", "50% clean + 25% regular + 25% on-learned-manifold adversarial", needs="learned")(_combined_builder(_learned))
 register("combined_transformation", "50% clean + 25% regular + 25% adversarial transformations")(
     _combined_builder(_transformation)
 )
 register("random_image_noise", "baseline: 50% clean + 50% uniform L∞ noise (ε 0.3)")(_half_builder(_random_image))
-register("random_true_latent", "baseline: 50% clean + 50% uniformly perturbed θ (η 0.3, FONTS)")(
+register("random_true_latent", "baseline: 50% clean + 50% uniformly perturbed θ (η 0.3, FONTS)", needs="true")(
     _half_builder(lambda c: _true(c, random=True))
 )
-register("random_learned_latent", "baseline: 50% clean + 50% uniformly perturbed latents (η 0.3)")(
+register("random_learned_latent", "baseline: 50% clean + 50% uniformly perturbed latents (η 0.3)", needs="learned")(
     _half_builder(lambda c: _learned(c, random=True))
 )

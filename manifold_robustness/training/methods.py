@@ -37,7 +37,12 @@ class MethodContext:
     of image-space ones (paper: 0.3 each); ``attack`` overrides for the inner attacks (e.g.
     ``{"iterations": 10}``); ``decode_fn(arrays["decoder"], z, labels)`` for learned-manifold
     methods; and ``arrays``, a pytree of large constants (``prototypes``, ``decoder`` parameters)
-    handed to the compiled epoch at run time."""
+    handed to the compiled epoch at run time.
+
+    ``manifold``: the manifold object (:mod:`manifold_robustness.manifolds.objects`) that a
+    method's registry entry ``needs``; when given, the on-manifold methods attack through its
+    ``space`` and ``arrays`` is its ``context`` (the runner's way; ``decode_fn`` and the
+    ``prototypes`` / ``decoder`` keys are the way without manifold objects)."""
 
     classifier: Any
     ranges: transforms.TransformRanges = transforms.AFFINE_ATTACK_RANGES
@@ -46,6 +51,7 @@ class MethodContext:
     attack: dict = dataclasses.field(default_factory=dict)
     decode_fn: Any = None
     arrays: Any = None
+    manifold: Any = None
 
 
 METHODS = Registry("training method", "methods")

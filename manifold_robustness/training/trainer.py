@@ -47,8 +47,12 @@ class TrainResult:
 
 
 def default_ranges(dataset_name: str | None) -> transforms.TransformRanges:
-    """Transformation ranges of a dataset: FONTS' own (Hard), else the EMNIST/F-MNIST/CelebA box."""
-    return transforms.FONTS_RANGES["hard"] if dataset_name == "fonts" else transforms.AFFINE_ATTACK_RANGES
+    """Transformation ranges of a dataset with its default options (``data.specs``: FONTS' own,
+    Hard; EMNIST / F-MNIST / CelebA the affine box); the affine box for any other dataset."""
+    from manifold_robustness.data import specs
+
+    spec = specs.SPECS.get(dataset_name)
+    return spec.ranges({}) if spec is not None else transforms.AFFINE_ATTACK_RANGES
 
 
 def device_data(dataset, input_shape: Sequence[int], extra_arrays: dict | None = None) -> dict[str, jax.Array]:

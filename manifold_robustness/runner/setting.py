@@ -1,0 +1,227 @@
+"""What the runs of one config share, and how a model is attacked and measured in it (shell code).
+
+>>> s = setting.prepare(cfg, store)                    # data, classifier, the config's manifolds
+>>> for name, (attack, count, m) in setting.eval_attacks(cfg, s).items(): ...
+>>> out = setting.attack_model(cfg, s, variables, key, name, attack, count, m)
+
+A :class:`Setting` holds the splits, the classifier and the manifolds the config needs
+(:func:`manifold_robustness.runner.config.manifolds`), each with the per-example fields it reads
+for the training and test splits.  Nothing here names a dataset or a manifold: what differs is in
+the dataset's spec (:mod:`manifold_robustness.data.specs`) and the manifold objects
+(:mod:`manifold_robustness.manifolds.objects`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from manifold_robustness import attacks, claims, data, models
+from manifold_robustness.attacks import evaluate
+from manifold_robustness.data import specs
+from manifold_robustness.manifolds import measure, objects, protocol
+from manifold_robustness.runner import config as config_lib
+from manifold_robustness.runner.store import ResultsStore
+
+REGULAR = "regular"  # the key of the regular (image-space) attack's results
+
+
+@dataclasses.dataclass
+class Setting:
+    """Everything the runs of one config share: data, classifier, manifolds (kind → object, in the
+    dataset's order), each manifold's per-example fields per split, compiled attacks."""
+
+    spec: specs.DatasetSpec
+    train: data.Dataset
+    test: data.Dataset
+    classifier: models.Classifier
+    ranges: Any
+    manifolds: dict[str, Any] = dataclasses.field(default_factory=dict)
+    fields: dict[str, dict[str, dict[str, np.ndarray]]] = dataclasses.field(default_factory=dict)  # kind → split → f
+    compiled: dict = dataclasses.field(default_factory=dict)
+
+    def manifold(self, kind: str | None, what: str):
+        """The manifold ``kind`` of this setting (None → None); refused, naming the dataset's
+        manifolds, when the dataset lacks it or the config did not prepare it."""
+        if kind is None:
+            return None
+        protocol.require(kind, self.spec.manifolds, self.spec.name, what)
+        if kind not in self.manifolds:
+            raise ValueError(f"{what} needs the experiment's {objects.KINDS[kind].missing_hint}; this experiment "
+                             f"prepared: {', '.join(self.manifolds) or 'no manifold'}")
+        return self.manifolds[kind]
+
+    def knn_measure(self, center: str):
+        """The k-NN local subspace measure over this setting's training images (indexed once)."""
+        key = ("knn", center)
+        if key not in self.compiled:
+            n = len(self.train)
+            self.compiled[key] = measure.KnnMeasure.fit(self.train.images, k=min(KNN_NEIGHBOURS, n), center=center,
+                                                        num_components=min(KNN_COMPONENTS, n))
+        return self.compiled[key]
+
+    def rows(self, split: str, kinds, stop: int, start: int = 0) -> dict[str, np.ndarray]:
+        """``image``, ``label`` and the fields of the manifolds ``kinds`` for rows [start, stop)."""
+        ds = self.train if split == "train" else self.test
+        out = {"image": np.asarray(ds.images[start:stop], np.float32), "label": np.asarray(ds.labels[start:stop], np.int32)}
+        for kind in kinds:
+            out.update({k: v[start:stop] for k, v in self.fields[kind][split].items()})
+        return out
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def prepare(c, store: ResultsStore, progress: bool = True, say: Callable[[str], None] = _say) -> Setting:
+    """Load the data and build the config's manifolds (training or resuming VAE-GANs in the store)."""
+    return add_manifolds(c, load_setting(c), store, progress, say)
+
+
+def load_setting(c) -> Setting:
+    """The data and classifier of a config, checked against it; no manifolds yet, and nothing is
+    written to the results root."""
+    spec = specs.get(c.dataset)
+    largest = max(int(n) for n in c.sizes)
+    options = c.data.to_dict()
+
+    def load(split, limit, key):
+        try:
+            return spec.load(split, limit, options)
+        except ValueError as err:
+            raise ValueError(f"{key} asks for {limit} {split} images: {err}") from None
+
+    train = load("train", largest, "sizes")
+    test = load("test", int(c.eval.test_examples), "eval.test_examples")
+    if train.images.shape[0] < largest:
+        raise ValueError(f"{c.dataset} has only {train.images.shape[0]} training images; sizes ask for up to {largest}")
+    if test.images.shape[0] < max(c.eval.regular_examples, c.eval.on_manifold_examples):
+        raise ValueError(f"{c.dataset} has only {test.images.shape[0]} test images; eval asks for more")
+    clf, _ = models.create(c.model, train.images.shape[1:], train.num_classes, jax.random.key(0))
+    return Setting(spec, train, test, clf, spec.ranges(options))
+
+
+def add_manifolds(c, s: Setting, store: ResultsStore, progress: bool = True,
+                  say: Callable[[str], None] = _say) -> Setting:
+    """Build the config's manifolds into ``s`` (in place; returns it).  Each is built under a claim
+    on the results root, so of several workers one trains a manifold's VAE-GANs and the others
+    then load them."""
+    options = c.data.to_dict()
+    setup = objects.Setup(c.dataset, s.ranges, prototypes=s.spec.prototypes(options),
+                          full_train=lambda: s.spec.load("train", None, options, dtype=np.uint8),
+                          vaegan=c.vaegan.to_dict(), root=store.root, progress=progress, say=say)
+    for kind in config_lib.manifolds(c):
+        with claims.wait(store.claim_path(f"manifold-{kind}"), say=say):
+            m = objects.KINDS[kind].build(setup)
+        s.manifolds[kind] = m
+        s.fields[kind] = {"train": m.batch_fields(s.train), "test": m.batch_fields(s.test)}
+    return s
+
+
+# -- attacks ------------------------------------------------------------------------------------
+
+
+def eval_attacks(c, s: Setting) -> dict[str, tuple[attacks.Attack, int, Any]]:
+    """result key → (attack, number of attacked test images, its manifold or None): the regular
+    L∞ attack, then each manifold's attack, in the setting's order."""
+    common = dict(iterations=int(c.eval.iterations), restarts=int(c.eval.restarts))
+    out = {REGULAR: (attacks.make("linf", eps=float(c.eval.eps), **common), int(c.eval.regular_examples), None)}
+    for m in s.manifolds.values():
+        out[m.attack_key] = (m.attack(float(c.eval.eta), **common), int(c.eval.on_manifold_examples), m)
+    return out
+
+
+def _compiled_attack(s: Setting, name: str, attack: attacks.Attack):
+    """One jitted program per attack object for all runs: ((variables, context), batch, key) →
+    outcomes.  Build the attacks once (:func:`eval_attacks`) and reuse them, or every run compiles anew."""
+    cached = s.compiled.get(name)
+    if cached is not None and cached[0] is attack:
+        return cached[1]
+    clf = s.classifier
+
+    @jax.jit
+    def fn(params, batch, key):
+        variables, context = params
+        logits_fn = clf.logits_fn(variables)
+        res = attack(logits_fn, batch, key, context)
+        clean = attack.clean(batch, context)
+        pred = jnp.argmax(jax.vmap(logits_fn)(res.x), axis=-1)
+        return {"success": res.success, "first_success": res.first_success, "l2": res.l2, "linf": res.linf,
+                "correct": attacks.correct(logits_fn, clean, batch["label"]), "x": res.x, "clean": clean, "pred": pred}
+
+    s.compiled[name] = (attack, fn)
+    return fn
+
+
+PER_RESTART = ("success", "first_success", "l2", "linf", "x", "pred")  # outcomes with a leading restart axis
+
+
+def attack_model(c, s: Setting, variables, key: jax.Array, name: str, attack: attacks.Attack, count: int,
+                 manifold=None, progress: bool = False, mesh=None) -> dict[str, np.ndarray]:
+    """Attack the first ``count`` test images (through ``manifold``'s fields and context when the
+    attack is on one) in chunks of ``eval.batch``, by :func:`attacks.evaluate.over_rows`."""
+    fn = _compiled_attack(s, name, attack)
+    kinds = () if manifold is None else (manifold.kind,)
+    context = None if manifold is None else manifold.context
+    chunk = min(int(c.eval.batch), count)
+    # Inside the compiled program the attack's checks cannot see values: check every chunk here
+    logits_fn = s.classifier.logits_fn(variables)
+    for start in range(0, count, chunk):
+        attacks.check_inputs(attack, logits_fn, s.rows("test", kinds, min(start + chunk, count), start), context)
+    out = evaluate.over_rows(fn, (variables, context), s.rows("test", kinds, count), key, chunk=chunk, mesh=mesh,
+                             axes={k: 1 for k in PER_RESTART}, desc=f"  attack {name}" if progress else None)
+    out["index"] = np.arange(count, dtype=np.int32)
+    return out
+
+
+def summarize_attack(out: dict[str, np.ndarray], attack: attacks.Attack) -> dict:
+    success, correct = out["success"], out["correct"]
+    hit = success & correct[None]
+    return {
+        "success_rate": float(attacks.success_rate(success, correct)),
+        "worst_case_success_rate": float(attacks.worst_case_success_rate(success, correct)),
+        "num_examples": int(correct.shape[0]),
+        "num_correct": int(correct.sum()),
+        "restarts": int(success.shape[0]),
+        "eps": float(np.asarray(attack.config.eps)),
+        "iterations": int(attack.config.iterations),
+        "mean_l2": float(out["l2"][hit].mean()) if hit.any() else None,
+        "mean_linf": float(out["linf"][hit].mean()) if hit.any() else None,
+    }
+
+
+# -- distances ----------------------------------------------------------------------------------
+
+
+def wants_distances(c, key) -> bool:
+    sizes = tuple(int(n) for n in c.distances.sizes) or (max(int(n) for n in c.sizes),)
+    return key.method in c.distances.methods and key.n in sizes and key.seed in tuple(c.distances.seeds)
+
+
+KNN_NEIGHBOURS, KNN_COMPONENTS = 50, 40  # paper §5.4: 50 neighbours in a 40-component PCA space of the training images
+
+
+def measure_distances(c, s: Setting, variables, key: jax.Array, attack_set: dict) -> tuple[dict, dict]:
+    """Claim 1 on the setting's first manifold: (summary, ``distances/<group>/<field>`` arrays),
+    by the manifold's own distance; for each of the dataset's k-NN centrings also by the k-NN
+    local subspace of the training images (``distances_knn_<center>/…``, summaries under
+    ``summary["knn"][center]``), from the same adversarial examples."""
+    m = next(iter(s.manifolds.values()))
+    count = min(int(c.distances.examples), s.test.images.shape[0])
+    rows = s.rows("test", (m.kind,), count)
+    k_reg, k_on, k_proj = jax.random.split(key, 3)
+    groups = measure.attacked_groups(m, s.classifier.logits_fn(variables), rows, (k_reg, k_on),
+                                     regular=attack_set[REGULAR][0], on_manifold=attack_set[m.attack_key][0])
+    by = s.compiled.setdefault(("projection", m.kind), measure.ProjectionMeasure(m))  # one compiled program for all runs
+    rep = measure.measure_groups(groups, rows, by, by.params(m.context), k_proj, chunk=int(c.eval.batch) * 2)
+    summary, arrays = rep.summary, rep.arrays()
+    for center in s.spec.knn_centers:
+        knn = s.knn_measure(center)
+        r = measure.measure_groups(groups, rows, knn, knn.params(None), k_proj, chunk=int(c.eval.batch) * 2)
+        summary.setdefault("knn", {})[center] = r.summary
+        arrays.update(r.arrays(f"distances_knn_{center}"))
+    return summary, arrays
