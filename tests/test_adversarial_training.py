@@ -36,7 +36,8 @@ def _context(clf, small_fonts=None, iterations=3, **kw):
 
 @pytest.fixture(scope="module")
 def trained(small_fonts):
-    """normal, regular_at and on_true_manifold_at trained the same way on 2000 small-FONTS images."""
+    """normal, regular_at and on_true_manifold_at trained the same way on 2000 small-FONTS images
+    (the CNN: an MLP trained for 8 epochs keeps 96 % regular success under regular AT)."""
     train = data.load("fonts", "train", limit=2000, config=small_fonts, dtype=np.uint8)
     clf = _clf()
     ctx = _context(clf, small_fonts, iterations=10)
@@ -86,7 +87,7 @@ def _fake_batch(small_fonts, n=100):
 
 @pytest.mark.parametrize("method, second", [("combined_true", "on_true_manifold"), ("combined_transformation", "transformation")])
 def test_combined_batch_composition(small_fonts, method, second):
-    clf, variables = models.create("cnn", (28, 28, 1), 10, jax.random.key(0))
+    clf, variables = models.create("mlp", (28, 28, 1), 10, jax.random.key(0))
     ctx = _context(clf, small_fonts)
     batch = _fake_batch(small_fonts)
     inputs, labels, weights = _jit_builder(method, ctx)(variables, batch, jax.random.key(0), ctx.arrays)
@@ -102,7 +103,7 @@ def test_combined_batch_composition(small_fonts, method, second):
 
 
 def test_half_methods_weights_and_full_variant(small_fonts):
-    clf, variables = models.create("cnn", (28, 28, 1), 10, jax.random.key(0))
+    clf, variables = models.create("mlp", (28, 28, 1), 10, jax.random.key(0))
     ctx = _context(clf, small_fonts)
     batch = _fake_batch(small_fonts)
     batch["mask"] = batch["mask"].at[-10:].set(False)  # a padded last batch

@@ -176,19 +176,29 @@ def test_data_parallel_experiment_on_forced_host_devices(tmp_path):
     assert 0.0 <= rec.metrics["test_error"] <= 1.0 and rec.arrays["attacks/regular/success"].shape == (2, 20)
 
 
-def test_learned_manifold_experiment_trains_vaegans_and_attacks_through_them(tmp_path):
-    """A config with on-learned-manifold training: the class VAE-GANs are trained once (into the
-    results root), the classifier trains on their decodings, and the run has the on-learned attack."""
+def test_learned_and_class_agnostic_manifold_methods_train_their_vaegans_and_attack_through_them(tmp_path):
+    """on_learned_manifold_at and on_data_manifold_at in one grid: the class VAE-GANs and the one
+    class-agnostic VAE-GAN (trained on all classes) are trained once each into the results root,
+    stored apart; each classifier trains on its manifold's decodings (on-data with η = 0.1) and the
+    runs carry the matching attacks beside the on-true one."""
     root = tmp_path / "learned"
-    c = config.load("fonts:tiny", ["model=mlp", "methods=on_learned_manifold_at", "sizes=100", "distances.methods=()",
-                                   "vaegan.epochs=1", "vaegan.channels=8"])
+    c = config.load("fonts:tiny", ["model=mlp", "methods=on_learned_manifold_at,on_data_manifold_at", "sizes=100",
+                                   "distances.methods=()", "vaegan.epochs=1", "vaegan.channels=8"])
+    assert config.manifolds(c) == ("true", "learned", "agnostic")
     experiment.run(c, root, progress=False, say=lambda s: None)
-    rec = store.ResultsStore(root).record(RunKey("fonts", "on_learned_manifold_at", 100, 0))
-    assert set(rec.metrics["attacks"]) == {"regular", "on_true", "on_learned"}
+    st = store.ResultsStore(root)
+    rec = st.record(RunKey("fonts", "on_learned_manifold_at", 100, 0))
+    assert set(rec.metrics["attacks"]) == {"regular", "on_true", "on_learned", "on_data"}
     s = rec.metrics["attacks"]["on_learned"]
     assert s["num_examples"] == c.eval.on_manifold_examples and 0.0 <= s["success_rate"] <= s["worst_case_success_rate"] <= 1.0
     assert rec.arrays["attacks/on_learned/success"].shape == (c.eval.restarts, c.eval.on_manifold_examples)
-    assert (root / "vaegan" / "config.json").exists()  # the VAE-GANs' checkpoints live with the results
+    agnostic = st.record(RunKey("fonts", "on_data_manifold_at", 100, 0))
+    assert set(agnostic.metrics["attacks"]) == set(rec.metrics["attacks"])
+    assert agnostic.metrics["attacks"]["on_data"]["eps"] == pytest.approx(c.eval.eta)
+    # the VAE-GANs' checkpoints live with the results, class models and the agnostic one apart
+    assert (root / "vaegan" / "config.json").exists() and (root / "vaegan_agnostic" / "config.json").exists()
+    assert json.loads((root / "vaegan" / "config.json").read_text())["classes"] == list(range(10))
+    assert json.loads((root / "vaegan_agnostic" / "config.json").read_text())["classes"] is None
 
 
 def test_cli_train_then_attack_a_stored_model(tmp_path, capsys, monkeypatch):
@@ -238,17 +248,3 @@ def test_tiny_fashion_mnist_experiment_measures_claim1_on_the_learned_manifold(t
     assert (root / "report" / "claim1_knn_point_fashion_mnist.png").stat().st_size > 1000
     assert cli.main(["attack", "--results", str(root), "--attack", "on_true_manifold", "--quiet"]) == 2
     assert "cannot run on 'fashion_mnist'" in capsys.readouterr().err
-
-
-def test_class_agnostic_manifold_run_trains_one_vaegan_and_attacks_on_data(tmp_path):
-    """on_data_manifold_at needs the class-agnostic manifold: one VAE-GAN on all classes, stored apart
-    from class models, trained against with η = 0.1, and its on-data attack beside the on-true one."""
-    root = tmp_path / "agnostic"
-    c = config.load("fonts:tiny", ["model=mlp", "methods=on_data_manifold_at", "sizes=100", "distances.methods=()",
-                                   "vaegan.epochs=1", "vaegan.channels=8"])
-    assert config.manifolds(c) == ("true", "agnostic")
-    experiment.run(c, root, progress=False, say=lambda s: None)
-    rec = store.ResultsStore(root).record(RunKey("fonts", "on_data_manifold_at", 100, 0))
-    assert set(rec.metrics["attacks"]) == {"regular", "on_true", "on_data"}
-    assert rec.metrics["attacks"]["on_data"]["eps"] == pytest.approx(c.eval.eta)
-    assert (root / "vaegan_agnostic" / "config.json").exists() and not (root / "vaegan").exists()

@@ -74,6 +74,27 @@ def test_resume_equals_uninterrupted(small_fonts, tmp_path):
     np.testing.assert_allclose(resumed.history[0]["loss"], full.history[0]["loss"], rtol=1e-6)
 
 
+def test_checkpoints_are_saved_by_time_first_and_last_epochs_always(tmp_path, monkeypatch):
+    """Of 6 epochs within one interval only the first and the last are saved; with an interval of
+    0 every one is; after the interval has passed the next epoch is saved."""
+    from manifold_robustness.training import checkpoints
+
+    clock = [0.0]
+    monkeypatch.setattr(checkpoints, "_now", lambda: clock[0])
+    state = {"w": np.arange(3, dtype=np.float32)}
+    with checkpoints.CheckpointStore(tmp_path / "a", {"x": 1}, max_to_keep=10, interval_s=60) as st:
+        saved = [st.save(e, state, last=e == 6) for e in range(1, 7)]
+    assert saved == [True, False, False, False, False, True]
+    with checkpoints.CheckpointStore(tmp_path / "b", {"x": 1}, max_to_keep=10, interval_s=60) as st:
+        saved = []
+        for e in range(1, 5):
+            clock[0] += 25.0  # an epoch takes 25 s: saves at 1, then once 60 s have passed (epoch 4)
+            saved.append(st.save(e, state))
+    assert saved == [True, False, False, True]
+    with checkpoints.CheckpointStore(tmp_path / "c", {"x": 1}, max_to_keep=10, interval_s=0) as st:
+        assert all(st.save(e, state) for e in range(1, 4)) and st.manager.all_steps() == [1, 2, 3]
+
+
 def test_incompatible_checkpoint_is_refused(small_fonts, tmp_path):
     train = data.load("fonts", "train", limit=200, config=small_fonts, dtype=np.uint8)
     training.train(_clf(), "normal", train, config=training.TrainConfig(epochs=1), checkpoint_dir=tmp_path, progress=False)

@@ -162,7 +162,9 @@ def train(
     config: default the paper's for the dataset (:meth:`VAEGANConfig.paper`), else FONTS'.
     classes: "all" (one model per class, on all of that class's training images), a list of labels,
     or None for one class-agnostic model on all images.  With ``checkpoint_dir`` the state is
-    saved every epoch and a restarted call resumes there, ending equal to an uninterrupted run; a
+    saved after the first epoch, about once a minute and after the last (see
+    :mod:`manifold_robustness.training.checkpoints`),
+    and a restarted call resumes from the last save, ending equal to an uninterrupted run; a
     folder written by another config is refused.  ``progress`` shows a bar (steps);
     ``callback(epoch, metrics)`` runs after each epoch.  About ``steps_per_call`` steps run per
     compiled call (the progress bar's granularity; it does not change the result).  Calling it
@@ -230,7 +232,7 @@ def train(
             history.append(metrics)
             if store is not None:
                 packed = {k: jnp.asarray(np.stack([h[k] for h in history]), jnp.float32) for k in METRICS}
-                store.save(epoch + 1, {"state": state, "history": packed})
+                store.save(epoch + 1, {"state": state, "history": packed}, last=epoch + 1 == config.train.epochs)
             if callback is not None:
                 callback(epoch, metrics)
     finally:

@@ -1,7 +1,11 @@
 """Orbax checkpoints for training state, guarded by the config that wrote them.
 
 A checkpoint folder holds ``config.json`` (what the run is: architecture, method, data size,
-seeds, optimiser settings, …) and one orbax step per saved epoch.  Opening a folder with a
+seeds, optimiser settings, …) and one orbax step per saved epoch.  Epochs are saved by time, not
+all of them: the first of each call (a folder that cannot be written fails within one epoch), then
+one whenever :data:`SAVE_INTERVAL_S` seconds have passed since the last save, and the last epoch
+always — so an interrupted run loses at most that much work, and a run of many short epochs does
+not spend its time writing checkpoints.  Opening a folder with a
 different config raises :class:`IncompatibleCheckpointError` listing the differences, so a changed
 hyperparameter can never silently reuse stale weights.
 """
@@ -10,11 +14,18 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+
+# At most this much training is lost when a run is interrupted; one save costs ~0.1 s on 2 CPU cores
+# for the tiny models and a few seconds for the paper's, next to epochs of seconds to minutes.
+SAVE_INTERVAL_S = 60.0
+_now = time.monotonic  # the clock of the save policy
 
 
 class IncompatibleCheckpointError(ValueError):
@@ -31,9 +42,15 @@ def config_diff(old: dict, new: dict) -> list[str]:
 
 
 class CheckpointStore:
-    """Save/restore a training-state pytree per epoch, keeping the last ``max_to_keep``."""
+    """Save/restore a training-state pytree per epoch, keeping the last ``max_to_keep``.
 
-    def __init__(self, directory: str | os.PathLike, config: dict, max_to_keep: int = 2):
+    ``interval_s`` (default :data:`SAVE_INTERVAL_S`) is the time between saves that
+    :meth:`save` keeps; 0 saves every epoch."""
+
+    def __init__(self, directory: str | os.PathLike, config: dict, max_to_keep: int = 2,
+                 interval_s: float | None = None):
+        self.interval_s = SAVE_INTERVAL_S if interval_s is None else float(interval_s)
+        self._last_save: float | None = None  # monotonic time of this store's last save
         self.directory = Path(directory).absolute()
         self.directory.mkdir(parents=True, exist_ok=True)
         config = _normalise(config)
@@ -64,8 +81,15 @@ class CheckpointStore:
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
-    def save(self, step: int, state: Any) -> None:
-        self.manager.save(step, args=ocp.args.StandardSave(state))
+    def save(self, step: int, state: Any, *, last: bool = False) -> bool:
+        """Save ``state`` as ``step`` when it is due → whether it was saved: the first call on this
+        store, ``last`` (the run's final epoch), or ``interval_s`` after the previous save."""
+        now = _now()
+        if not (last or self._last_save is None or now - self._last_save >= self.interval_s):
+            return False
+        self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        self._last_save = now
+        return True
 
     def close(self) -> None:
         """Wait for asynchronous saves (a notebook would otherwise hang on exit) and release."""

@@ -106,7 +106,8 @@ def train(
     """Train one model per seed with ``method`` on ``train_data`` (a :class:`data.Dataset`).
 
     All seeds train in one compiled program under ``vmap``.  With ``checkpoint_dir``, the state is
-    saved every epoch (last 2 kept) and a restarted call resumes from the last saved epoch and ends
+    saved after the first epoch, then about once a minute, and after the last (last 2 kept;
+    :mod:`.checkpoints`) and a restarted call resumes from the last saved epoch and ends
     with the same parameters as an uninterrupted run; a folder written by another config is refused.
     ``callback(epoch, metrics)`` runs after each epoch (metrics hold per-seed arrays).
     ``context`` carries what a method needs (transformation ranges, FONTS prototypes, a decoder);
@@ -178,7 +179,7 @@ def train(
             metrics = {k: np.asarray(v) for k, v in metrics.items()}
             history.append(metrics)
             if store is not None:
-                store.save(epoch + 1, {"state": state, "history": _pack_history(history)})
+                store.save(epoch + 1, {"state": state, "history": _pack_history(history)}, last=epoch + 1 == config.epochs)
             if bar is not None:
                 bar.set_postfix(loss=f"{metrics['loss'].mean():.3f}", err=f"{metrics['error'].mean():.3f}")
                 bar.update(1)
