@@ -6,7 +6,8 @@
 >>> paper_distances("fonts")["regular"]["mean"]        # 1.08 (Fig. 3, true manifold)
 
 Quantities (fractions): ``test_error``, ``regular_success``, ``on_true_success`` (FONTS only),
-``on_learned_success``.  Datasets and methods use this library's names (``fonts``, ``emnist``,
+``on_learned_success``, and ``on_data_success`` (the class-agnostic manifold's attack, which the
+paper's figures do not show: every lookup of it answers None).  Datasets and methods use this library's names (``fonts``, ``emnist``,
 ``fashion_mnist``; ``normal``, ``regular_at``, ``on_true_manifold_at``, ``augment``,
 ``adversarial_transformation``, ``on_learned_manifold_at``).
 """
@@ -19,7 +20,7 @@ from importlib import resources
 
 import numpy as np
 
-QUANTITIES = ("test_error", "regular_success", "on_true_success", "on_learned_success")
+QUANTITIES = ("test_error", "regular_success", "on_true_success", "on_learned_success", "on_data_success")
 
 # Attack (as named in run records) → paper quantity of its success rate.
 ATTACK_QUANTITY = {"regular": "regular_success", "on_true": "on_true_success", "on_learned": "on_learned_success",
