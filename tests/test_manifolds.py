@@ -151,3 +151,15 @@ def test_knn_measure_needs_no_decoder(center):
     reg = rep.distance["regular"]
     assert np.all(reg <= rep.norm["regular"] + 1e-4)  # a residual is never longer than the perturbation
     assert np.all((rep.angle["regular"] >= 0) & (rep.angle["regular"] <= 90))
+
+
+@pytest.mark.parametrize("preset, kinds", [("paper", ("true", "learned")), ("quick", ("true",)), ("tiny", ("true",))])
+def test_fonts_paper_preset_trains_and_attacks_on_both_manifolds(preset, kinds):
+    """The paper's FONTS grid has on-learned AT and attacks every model on the true and the learned
+    manifold (class VAE-GANs with the paper's FONTS settings); the laptop presets stay on the true one."""
+    c = config.load(f"fonts:{preset}")
+    assert config.manifolds(c) == kinds
+    assert ("on_learned_manifold_at" in c.methods) == ("learned" in kinds)
+    if "learned" in kinds:
+        paper = vaegan.VAEGANConfig.paper("fonts")
+        assert c.vaegan.epochs == 0 and (paper.train.epochs, paper.weight(0)) == (10, 3.0)  # 0: the paper's 10 epochs
