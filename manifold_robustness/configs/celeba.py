@@ -5,9 +5,12 @@ partition file in ``data.source_dir`` or ``$MANIFOLD_ROBUSTNESS_CELEBA``.
 
 Presets: ``paper`` — N ∈ {250 … 40k}, normal / regular / transformation adversarial training and
 augmentation, 5 seeds.  The paper reports CelebA's regular robustness as the mean L∞ norm of
-successful perturbations (``attacks.regular.mean_linf``).  On-learned-manifold training on CelebA
-needs 4-layer VAE-GANs at 56×48, which this runner does not train yet (``vaegan.on_learned`` is
-off).  ``quick`` — N ∈ {500, 2000}, normal / regular AT, one seed, 200 attacked images.
+successful perturbations (``attacks.regular.mean_linf``).  The paper trains no on-learned models
+on CelebA, so its presets leave the learned manifold off; it runs when asked for: ``-o
+methods=normal,on_learned_manifold_at`` (or ``-o vaegan.on_learned=True`` for the on-learned
+attack alone) trains the class VAE-GANs (4 conv layers at 56×48, λ = 3, 30 epochs) first.  Their
+latent size is ``vaegan.latent_dim``: 10 as in the paper (the default), 25 as in the original
+code.  ``quick`` — N ∈ {500, 2000}, normal / regular AT, one seed, 200 attacked images.
 """
 
 from manifold_robustness.runner import config as _config
