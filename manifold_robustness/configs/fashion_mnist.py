@@ -39,18 +39,8 @@ def get_config(preset: str = "paper"):
         c.distances.examples = 300
         c.vaegan.epochs = 3
     elif preset == "tiny":
-        c.methods = ("normal", "on_learned_manifold_at")
-        c.sizes = (100, 200)
-        c.seeds = (0,)
-        c.train.epochs = 2
-        c.adversarial.iterations = 3
-        c.eval.test_examples = 100
-        c.eval.regular_examples = 20
-        c.eval.on_manifold_examples = 20
-        c.eval.restarts = 2  # the paper's 40 iterations: fewer leave a small ε-step unused (no successes)
-        c.distances.methods = ("normal",)
-        c.distances.examples = 40
-        c.gallery = 4
+        # the paper's 40 attack iterations: fewer leave a small ε-step unused (no successes)
+        _config.tiny(c, ("normal", "on_learned_manifold_at"), test_examples=100, distance_examples=40)
         c.vaegan.epochs = 1
         c.vaegan.channels = 8
     elif preset != "paper":

@@ -47,19 +47,9 @@ def get_config(preset: str = "paper"):
         c.data.num_fonts = 100
         c.data.repetitions = 12
         c.data.test_repetitions = 2
-        c.methods = ("normal", "on_true_manifold_at")
+        _config.tiny(c, ("normal", "on_true_manifold_at"), test_examples=200, distance_examples=10)
         c.vaegan.on_learned = False
-        c.sizes = (100, 200)
-        c.seeds = (0,)
-        c.train.epochs = 2
-        c.adversarial.iterations = 3
-        c.eval.test_examples = 200
-        c.eval.regular_examples = 20
-        c.eval.on_manifold_examples = 20
         c.eval.iterations = 5
-        c.eval.restarts = 2
-        c.distances.examples = 10
-        c.gallery = 4
     elif preset != "paper":
         raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     return c

@@ -87,6 +87,26 @@ def quick(c: ml_collections.ConfigDict, methods, sizes, *, attacked: int = 500,
     return c
 
 
+def tiny(c: ml_collections.ConfigDict, methods, *, test_examples: int, distance_examples: int) -> ml_collections.ConfigDict:
+    """The shared shape of the ``tiny`` presets (tests and notebooks, about a minute; the numbers
+    mean nothing): ``methods`` at N ∈ {100, 200}, one seed, 2 epochs, 3 inner iterations, the test
+    error on ``test_examples`` images, 20 attacked images with 2 restarts (of the paper's 40
+    iterations unless the preset says otherwise), distances on ``distance_examples`` test images
+    and a gallery of 4.  Returns ``c`` (changed in place)."""
+    c.methods = tuple(methods)
+    c.sizes = (100, 200)
+    c.seeds = (0,)
+    c.train.epochs = 2
+    c.adversarial.iterations = 3
+    c.eval.test_examples = test_examples
+    c.eval.regular_examples = 20
+    c.eval.on_manifold_examples = 20
+    c.eval.restarts = 2
+    c.distances.examples = distance_examples
+    c.gallery = 4
+    return c
+
+
 def manifolds(c: ml_collections.ConfigDict) -> tuple[str, ...]:
     """The manifold kinds a config's setting prepares, in the dataset's order: those its methods
     need, those that need no training (their attacks always run), and those whose switch under
