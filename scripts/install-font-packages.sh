@@ -7,11 +7,10 @@
 # then says how many faces it found.  Extra arguments go to apt-get (e.g. --simulate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-wanted="$(grep -v -E '^\s*(#|$)' scripts/font-packages.txt | tr '\n' ' ') fontconfig"
-missing=""
-for p in $wanted; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
+source scripts/packages.sh
+wanted="$(font_packages) fontconfig"
+# shellcheck disable=SC2086
+missing=$(missing_packages $wanted)
 if [ -z "$missing" ]; then
     echo "install-font-packages: all $(echo $wanted | wc -w) packages are installed already"
     exit 0

@@ -9,12 +9,9 @@ STAMPS=.stamps
 mkdir -p "$STAMPS"
 
 # --- system packages -------------------------------------------------------------------------
-packages=$(grep -v -E '^\s*(#|$)' scripts/font-packages.txt | tr '\n' ' ')
-packages="$packages fontconfig dataset-fashion-mnist"
-missing=""
-for p in $packages; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
+source scripts/packages.sh
+# shellcheck disable=SC2046
+missing=$(missing_packages $(font_packages) fontconfig dataset-fashion-mnist)
 if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "setup: installing $(echo $missing | wc -w) Debian packages (fonts for FONTS, Fashion-MNIST)"
