@@ -225,12 +225,12 @@ def test_tiny_fashion_mnist_experiment_measures_claim1_on_the_learned_manifold(t
     folder = write_fashion_like(tmp_path / "fashion", sizes)
     root = tmp_path / "fmnist"
     args = ["--config", "fashion_mnist:tiny", "-o", "model=mlp", "-o", f"data.source_dir={folder}", "-o", "train.epochs=30",
-            "-o", "methods=normal,on_learned_manifold_at,on_data_manifold_at"]
+            "-o", "methods=normal,on_learned_manifold_at,on_data_manifold_at", "-o", "sizes=200"]  # claim 1 needs one N
     assert cli.main(["experiment", "run", *args, "--results", str(root), "--quiet"]) == 0
     st = store.ResultsStore(root)
     rec = st.record(RunKey("fashion_mnist", "normal", 200, 0))
     assert set(rec.metrics["attacks"]) == {"regular", "on_learned", "on_data"}
-    on_data = st.record(RunKey("fashion_mnist", "on_data_manifold_at", 100, 0)).metrics["attacks"]["on_data"]
+    on_data = st.record(RunKey("fashion_mnist", "on_data_manifold_at", 200, 0)).metrics["attacks"]["on_data"]
     assert on_data["eps"] == pytest.approx(config.load("fashion_mnist:tiny").eval.eta)
     assert json.loads((root / "vaegan" / "config.json").read_text())["classes"] == list(range(10))
     assert json.loads((root / "vaegan_agnostic" / "config.json").read_text())["classes"] is None
