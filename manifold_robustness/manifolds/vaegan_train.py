@@ -163,9 +163,8 @@ def train(
     classes: "all" (one model per class, on all of that class's training images), a list of labels,
     or None for one class-agnostic model on all images.  With ``checkpoint_dir`` the state is
     saved after the first epoch, about once a minute and after the last (see
-    :mod:`manifold_robustness.training.checkpoints`),
-    and a restarted call resumes from the last save, ending equal to an uninterrupted run; a
-    folder written by another config is refused.  ``progress`` shows a bar (steps);
+    :mod:`manifold_robustness.training.checkpoints`), and a restarted call resumes from the last
+    save, ending equal to an uninterrupted run; a folder written by another config is refused.  ``progress`` shows a bar (steps);
     ``callback(epoch, metrics)`` runs after each epoch.  About ``steps_per_call`` steps run per
     compiled call (the progress bar's granularity; it does not change the result).  Calling it
     again with a finished run's arguments and folder returns the trained models without training.

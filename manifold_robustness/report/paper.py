@@ -7,9 +7,9 @@
 
 Quantities (fractions): ``test_error``, ``regular_success``, ``on_true_success`` (FONTS only),
 ``on_learned_success``, and ``on_data_success`` (the class-agnostic manifold's attack, which the
-paper's figures do not show: every lookup of it answers None).  Datasets and methods use this library's names (``fonts``, ``emnist``,
-``fashion_mnist``; ``normal``, ``regular_at``, ``on_true_manifold_at``, ``augment``,
-``adversarial_transformation``, ``on_learned_manifold_at``).
+paper's figures do not show: every lookup of it answers None).  Datasets and methods use this
+library's names (``fonts``, ``emnist``, ``fashion_mnist``; ``normal``, ``regular_at``,
+``on_true_manifold_at``, ``augment``, ``adversarial_transformation``, ``on_learned_manifold_at``).
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ seeds, optimiser settings, …) and one orbax step per saved epoch.  Epochs are 
 all of them: the first of each call (a folder that cannot be written fails within one epoch), then
 one whenever :data:`SAVE_INTERVAL_S` seconds have passed since the last save, and the last epoch
 always — so an interrupted run loses at most that much work, and a run of many short epochs does
-not spend its time writing checkpoints.  Opening a folder with a
-different config raises :class:`IncompatibleCheckpointError` listing the differences, so a changed
-hyperparameter can never silently reuse stale weights.
+not spend its time writing checkpoints.  Opening a folder with a different config raises
+:class:`IncompatibleCheckpointError` listing the differences, so a changed hyperparameter can never
+silently reuse stale weights.
 """
 
 from __future__ import annotations
