@@ -87,7 +87,8 @@ def quick(c: ml_collections.ConfigDict, methods, sizes, *, attacked: int = 500,
     return c
 
 
-def tiny(c: ml_collections.ConfigDict, methods, *, test_examples: int, distance_examples: int) -> ml_collections.ConfigDict:
+def tiny(c: ml_collections.ConfigDict, methods, *, test_examples: int,
+         distance_examples: int) -> ml_collections.ConfigDict:
     """The shared shape of the ``tiny`` presets (tests and notebooks, about a minute; the numbers
     mean nothing): ``methods`` at N ∈ {100, 200}, one seed, 2 epochs, 3 inner iterations, the test
     error on ``test_examples`` images, 20 attacked images with 2 restarts (of the paper's 40
