@@ -112,6 +112,9 @@ def test_paper_series_loader():
     assert paper.paper_series("emnist", "on_true_success", "normal") is None
     assert paper.paper_value("fonts", "test_error", "normal", 123) is None
     assert paper.paper_distances("fonts")["regular"]["mean"] == pytest.approx(1.08)
+    # what the report gives a "paper" column: on-learned success on FONTS yes, on-data success nowhere
+    assert paper.has_curves("fonts", "on_learned_success") and paper.has_curves("fonts", "on_true_success")
+    assert not paper.has_curves("emnist", "on_true_success") and not paper.has_curves("fonts", "on_data_success")
 
 
 def test_consistent_store_all_claims_hold(tmp_path):

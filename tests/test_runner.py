@@ -245,5 +245,8 @@ def test_tiny_fashion_mnist_experiment_measures_claim1_on_the_learned_manifold(t
     assert set(claim1["numbers"]["per_dataset"]["fashion_mnist"]["numbers"]["other_measures"]) == \
         {"distances_knn_point", "distances_knn_mean"}
     assert (root / "report" / "claim1_knn_point_fashion_mnist.png").stat().st_size > 1000
+    md = (root / "report" / "REPORT.md").read_text().splitlines()
+    header = next(line for line in md if line.startswith("| method | N |"))
+    assert "on_learned success | paper" in header and "on_data success | paper" not in header  # the paper has no on-data curve
     assert cli.main(["attack", "--results", str(root), "--attack", "on_true_manifold", "--quiet"]) == 2
     assert "cannot run on 'fashion_mnist'" in capsys.readouterr().err

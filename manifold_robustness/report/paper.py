@@ -49,6 +49,11 @@ def paper_series(dataset: str, quantity: str, method: str) -> tuple[np.ndarray, 
     return np.asarray(s["x"], np.int64), np.asarray(s["y"], np.float64)
 
 
+def has_curves(dataset: str, quantity: str) -> bool:
+    """Whether the paper shows ``quantity`` for ``dataset`` at all (for any method)."""
+    return any(d == dataset and q == quantity for d, q, _ in _index())
+
+
 def paper_source(dataset: str, quantity: str, method: str) -> str | None:
     """The figure a curve was read from, or None."""
     s = _index().get((dataset, quantity, method))

@@ -106,16 +106,18 @@ def _what_ran(records, cells, planned, experiment) -> list:
 def _numbers_table(ds: str, cells) -> D.Table:
     cs = [c for c in cells.values() if c.dataset == ds]
     attacks = [a for a in ATTACK_NAMES if any(a in c.success for c in cs)]
+    # a "paper" column only beside the attacks whose success the paper shows for this dataset
+    shown = {a for a in attacks if a in paper.ATTACK_QUANTITY and paper.has_curves(ds, paper.ATTACK_QUANTITY[a])}
     header = ["method", "N", "seeds", "test error", "paper"]
     for a in attacks:
-        header += [f"{a} success"] + (["paper"] if a in paper.ATTACK_QUANTITY else [])
+        header += [f"{a} success"] + (["paper"] if a in shown else [])
     rows = []
     for c in cs:
         row = [c.method, str(c.n), _seeds(c.seeds), _ours(c.test_error, c.test_error_std),
                pct(paper.paper_value(ds, "test_error", c.method, c.n))]
         for a in attacks:
             row.append(_ours(c.success.get(a), c.success_std.get(a)))
-            if a in paper.ATTACK_QUANTITY:
+            if a in shown:
                 row.append(pct(paper.paper_value(ds, paper.ATTACK_QUANTITY[a], c.method, c.n)))
         rows.append(row)
     return D.Table(header, rows, caption=f"{_ds(ds)}: test error and attack success rates in % (ours: mean ± std over "
