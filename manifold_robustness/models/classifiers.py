@@ -12,6 +12,7 @@ accelerators).  The choice changes speed only, never the function.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import jax
@@ -75,7 +76,7 @@ class MLP(nnx.Module):
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, *, hidden: Sequence[int] = (128,) * 4, conv: str = "auto", rngs: nnx.Rngs):
         del conv  # no convolutions; accepted so every architecture takes the same options
-        dims = [int(jnp.prod(jnp.asarray(input_shape))), *hidden]
+        dims = [math.prod(input_shape), *hidden]
         self.layers = nnx.List([_linear(a, b, rngs) for a, b in zip(dims[:-1], dims[1:])])
         self.norms = nnx.List([_bn(b, rngs) for b in hidden])
         self.head = _linear(dims[-1], num_classes, rngs)
