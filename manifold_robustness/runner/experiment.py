@@ -152,6 +152,8 @@ def method_context(c, s: Setting, method: str) -> MethodContext:
 
 
 def train_group(c, s: Setting, store: ResultsStore, g: Group, progress: bool, mesh=None) -> trainer.TrainResult:
+    """Train a group's seeds.  The data is padded to the grid's largest N (``capacity``), so each
+    method compiles one epoch for all its N."""
     subset = _take(s.train, g.n)
     needs = METHODS.needs(g.method)
     extra = {k: v[: g.n] for k, v in s.fields[needs]["train"].items()} if needs is not None else None
@@ -161,7 +163,7 @@ def train_group(c, s: Setting, store: ResultsStore, g: Group, progress: bool, me
                          context=method_context(c, s, g.method),
                          checkpoint_dir=str(store.train_dir(g.dataset, g.method, g.n, g.seeds)),
                          run_config={"dataset": g.dataset, "data": resolved["data"], "adversarial": resolved["adversarial"]},
-                         progress=progress, extra_arrays=extra, **kwargs)
+                         progress=progress, extra_arrays=extra, capacity=max(c.sizes), **kwargs)
 
 
 def _gallery(outs: dict[str, dict], on_key: str | None, k: int) -> dict[str, np.ndarray]:

@@ -7,11 +7,18 @@ original used PyTorch Adam's ``weight_decay``, i.e. an L2 term added to the grad
 Adam moments (coupled, not AdamW); :func:`make_optimizer` reproduces that with
 ``optax.add_decayed_weights`` ahead of ``optax.scale_by_adam``, applied to all parameters.
 
-An epoch is one ``lax.scan`` over shuffled batches inside ``jit``.  The last partial batch is
-filled up by wrapping around the epoch's permutation and the filler rows get zero loss weight (they
-do take part in that batch's batch-norm statistics, as duplicates of real training images).
-Several seeds train side by side: the state has a leading seed axis and the epoch is ``vmap``-ed
-over it, each seed with its own initialisation and shuffling.
+An epoch is one loop over shuffled batches inside ``jit``.  The last partial batch is filled up
+by wrapping around the epoch's permutation and the filler rows get zero loss weight (they do take
+part in that batch's batch-norm statistics, as duplicates of real training images).  Several
+seeds train side by side: the state has a leading seed axis and the epoch is ``vmap``-ed over it,
+each seed with its own initialisation and shuffling.
+
+The number of training examples is an argument of the compiled epoch, not part of its shape: the
+dataset's arrays may hold more rows than are trained on (``capacity``; the trainer pads to a power
+of two, the runner to its grid's largest N), the step count and the learning-rate schedule are
+computed from the traced count, and the shuffle of ``n`` examples does not depend on the capacity.
+So one compiled program serves every N that fits, and the result is the same whatever the
+capacity.
 
 With a data mesh (:mod:`manifold_robustness.parallel`) each gathered batch, and what the method
 builds from it, is constrained to be split along its example axis over the devices; the seed
@@ -61,10 +68,23 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return math.ceil(num_examples / batch_size)
 
 
-def make_optimizer(config: TrainConfig, num_steps_per_epoch: int) -> optax.GradientTransformation:
-    schedule = optax.exponential_decay(
-        config.learning_rate * config.lr_decay, transition_steps=num_steps_per_epoch, decay_rate=config.lr_decay
-    )
+def paper_schedule(config: TrainConfig, num_steps_per_epoch) -> optax.Schedule:
+    """The learning rate at step ``count``: ``lr · decay^(1 + count / steps_per_epoch)``.
+
+    ``num_steps_per_epoch`` may be traced (the compiled epoch computes it from the number of
+    examples), which ``optax.exponential_decay`` does not allow; this is its non-staircase form."""
+    init = config.learning_rate * config.lr_decay
+
+    def schedule(count):
+        return init * jnp.power(config.lr_decay, count / num_steps_per_epoch)
+
+    return schedule
+
+
+def make_optimizer(config: TrainConfig, num_steps_per_epoch) -> optax.GradientTransformation:
+    """The paper's optimiser (see the module docstring).  ``num_steps_per_epoch`` may be traced;
+    the state's structure does not depend on it."""
+    schedule = paper_schedule(config, num_steps_per_epoch)
     return optax.chain(
         optax.add_decayed_weights(config.weight_decay),
         optax.scale_by_adam(b1=config.b1, b2=config.b2, eps=1e-8),
@@ -76,39 +96,69 @@ def _as_float(images: jax.Array) -> jax.Array:
     return images.astype(jnp.float32) / 255.0 if images.dtype == jnp.uint8 else images
 
 
-def epoch_batches(key: jax.Array, num_examples: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
-    """Shuffled row indices int32[steps, B] (the last batch filled by wrapping around) and the
-    mask bool[steps, B] of rows that count."""
-    steps = steps_per_epoch(num_examples, batch_size)
-    perm = jax.random.permutation(key, num_examples)
-    idx = jnp.resize(perm, (steps * batch_size,)).reshape(steps, batch_size)
-    mask = (jnp.arange(steps * batch_size) < num_examples).reshape(steps, batch_size)
-    return idx, mask
+def bucket(num_examples: int, batch_size: int = 1) -> int:
+    """The capacity the trainer gives ``num_examples`` rows: the next power of two (at least one
+    batch), so runs whose sizes share a bucket share a compiled epoch."""
+    return max(1 << max(0, int(num_examples) - 1).bit_length(), int(batch_size))
 
 
-def make_epoch_fn(
-    classifier, optimizer: optax.GradientTransformation, builder: Builder, batch_size: int, mesh=None
-) -> Callable:
-    """``epoch(state, data, key, arrays) -> (state, metrics)`` for one seed; pure, to be jit/vmap-ed.
+def shuffle(key: jax.Array, num_examples, capacity: int) -> jax.Array:
+    """int32[capacity]: a uniformly random order of rows ``0..num_examples-1``, then the others.
+
+    ``num_examples`` may be traced.  Each row's sort key is drawn from ``fold_in(key, row)``, so the
+    order of the first ``num_examples`` rows depends on the key and the count, not on ``capacity``
+    (64 random bits per row make ties, broken by row, practically absent)."""
+    rows = jnp.arange(capacity, dtype=jnp.int32)
+    bits = jax.vmap(lambda r: jax.random.bits(jax.random.fold_in(key, r), (2,), jnp.uint32))(rows)
+    unused = (rows >= num_examples).astype(jnp.uint32)
+    return jax.lax.sort((unused, bits[:, 0], bits[:, 1], rows), num_keys=3)[-1]
+
+
+def batch_rows(order: jax.Array, step, num_examples, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """The rows of batch ``step`` of an epoch walking ``order``: int32[B], wrapping around at
+    ``num_examples`` to fill the last batch, and the mask bool[B] of the rows that count."""
+    pos = step * batch_size + jnp.arange(batch_size)
+    return order[pos % num_examples], pos < num_examples
+
+
+def _optimizer_for(optimizer, num_steps_per_epoch) -> optax.GradientTransformation:
+    """An optax transformation as it is, or a function of the (traced) steps per epoch called."""
+    return optimizer if isinstance(optimizer, optax.GradientTransformation) else optimizer(num_steps_per_epoch)
+
+
+def make_epoch_fn(classifier, optimizer, builder: Builder, batch_size: int, mesh=None) -> Callable:
+    """``epoch(state, data, key, arrays, num_examples) -> (state, metrics)`` for one seed; pure, to
+    be jit/vmap-ed.
 
     state: {"variables": {"params", "batch_stats"}, "opt_state"}; data: dict of arrays with a
-    leading example axis (``image`` uint8 or float32 NHWC, ``label`` int32, extras); metrics: mean
-    loss and error over the epoch's batches (as the optimiser saw them).  ``mesh``: a data mesh
-    (``batch_size`` must be a multiple of its devices) over which each batch [B, ...] is split.
+    leading example axis (``image`` uint8 or float32 NHWC, ``label`` int32, extras), of which the
+    first ``num_examples`` rows (int, may be traced; default all) are trained on; metrics: mean
+    loss and error over the epoch's batches (as the optimiser saw them).  ``optimizer``: an optax
+    transformation, or a function of the steps per epoch that returns one (a schedule that decays
+    per epoch, as :func:`make_optimizer`; the state's structure must not depend on the argument).
+    ``mesh``: a data mesh (``batch_size`` must be a multiple of its devices) over which each batch
+    [B, ...] is split.
     """
     if mesh is not None:
         parallel.check_divisible(batch_size, mesh, "training batch size", remedy=parallel.FEWER_DEVICES)
 
-    def epoch(state, data, key, arrays=None):
-        def step(carry, xs):
-            variables, opt_state = carry
-            rows, mask, step_key = xs
-            rows, mask = parallel.constrain_rows((rows, mask), mesh)
+    def epoch(state, data, key, arrays=None, num_examples=None):
+        capacity = data["label"].shape[0]
+        n = capacity if num_examples is None else num_examples
+        steps = (n + batch_size - 1) // batch_size
+        opt = _optimizer_for(optimizer, steps)
+        perm_key, step_key = jax.random.split(key)
+        order = shuffle(perm_key, n, capacity)
+
+        def step(s, carry):
+            variables, opt_state, loss_sum, err_sum = carry
+            rows, mask = parallel.constrain_rows(batch_rows(order, s, n, batch_size), mesh)
             batch = {k: v[rows] for k, v in data.items()}
             batch["image"] = _as_float(batch["image"])
             batch["mask"] = mask
             batch = parallel.constrain_rows(batch, mesh)
-            inputs, labels, weights = parallel.constrain_rows(builder(variables, batch, step_key, arrays), mesh)
+            built = builder(variables, batch, jax.random.fold_in(step_key, s), arrays)
+            inputs, labels, weights = parallel.constrain_rows(built, mesh)
 
             def loss_fn(params):
                 logits, stats = classifier.apply(
@@ -119,16 +169,15 @@ def make_epoch_fn(
                 return jnp.sum(weights * ce), (stats, jnp.sum(weights * wrong))
 
             (loss, (stats, err)), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
-            updates, opt_state = optimizer.update(grads, opt_state, variables["params"])
+            updates, opt_state = opt.update(grads, opt_state, variables["params"])
             params = optax.apply_updates(variables["params"], updates)
-            return ({"params": params, "batch_stats": stats}, opt_state), (loss, err)
+            return {"params": params, "batch_stats": stats}, opt_state, loss_sum + loss, err_sum + err
 
-        perm_key, step_key = jax.random.split(key)
-        rows, mask = epoch_batches(perm_key, data["label"].shape[0], batch_size)
-        keys = jax.random.split(step_key, rows.shape[0])
-        carry = (state["variables"], state["opt_state"])
-        (variables, opt_state), (losses, errs) = jax.lax.scan(step, carry, (rows, mask, keys))
-        return {"variables": variables, "opt_state": opt_state}, {"loss": losses.mean(), "error": errs.mean()}
+        zero = jnp.zeros((), jnp.float32)
+        carry = (state["variables"], state["opt_state"], zero, zero)
+        variables, opt_state, loss_sum, err_sum = jax.lax.fori_loop(0, steps, step, carry)
+        metrics = {"loss": loss_sum / steps, "error": err_sum / steps}
+        return {"variables": variables, "opt_state": opt_state}, metrics
 
     return epoch
 
@@ -169,11 +218,14 @@ class RetraceError(RuntimeError):
 
 
 def compile_epoch(classifier, optimizer, builder, batch_size: int, max_traces: int = 1, mesh=None) -> Callable:
-    """The jitted, seed-vmapped epoch: ``(stacked_state, data, keys[S], arrays) -> (state, metrics[S])``.
+    """The jitted, seed-vmapped epoch:
+    ``(stacked_state, data, keys[S], arrays, num_examples) -> (state, metrics[S])``.
 
-    Buffers of the state are donated.  A per-instance trace counter turns an accidental
-    recompilation between epochs into an error instead of a silent slowdown (``chex``'s counter
-    is keyed on the code object, so it would also fire on the next ``train`` call).
+    ``optimizer`` as in :func:`make_epoch_fn`; ``num_examples`` (an int or int32 scalar, default
+    all rows of ``data``) is traced, so one compiled program serves every count that fits in the
+    data's rows.  Buffers of the state are donated.  A per-instance trace counter turns an
+    accidental recompilation between epochs into an error instead of a silent slowdown (``chex``'s
+    counter is keyed on the code object, so it would also fire on the next ``train`` call).
 
     With a data ``mesh`` each batch is split over its devices (see :func:`make_epoch_fn`); every
     argument must then be on the mesh's devices (``parallel.replicate``) and the new state and
@@ -182,12 +234,14 @@ def compile_epoch(classifier, optimizer, builder, batch_size: int, max_traces: i
     epoch = make_epoch_fn(classifier, optimizer, builder, batch_size, mesh)
     traces = 0
 
-    def seeds_epoch(state, data, keys, arrays=None):
+    def seeds_epoch(state, data, keys, arrays=None, num_examples=None):
         nonlocal traces
         traces += 1
         if traces > max_traces:
             raise RetraceError(f"the training epoch was traced {traces} times; shapes or dtypes changed between epochs")
-        return jax.vmap(epoch, in_axes=(0, None, 0, None))(state, data, keys, arrays)
+        if num_examples is None:
+            num_examples = data["label"].shape[0]
+        return jax.vmap(epoch, in_axes=(0, None, 0, None, None))(state, data, keys, arrays, num_examples)
 
     if mesh is None:
         return jax.jit(seeds_epoch, donate_argnums=0)

@@ -13,6 +13,7 @@ batch over them; see :mod:`manifold_robustness.parallel`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from typing import Any, Callable, Sequence
 
@@ -55,9 +56,11 @@ def default_ranges(dataset_name: str | None) -> transforms.TransformRanges:
     return spec.ranges({}) if spec is not None else transforms.AFFINE_ATTACK_RANGES
 
 
-def device_data(dataset, input_shape: Sequence[int], extra_arrays: dict | None = None) -> dict[str, jax.Array]:
+def device_data(dataset, input_shape: Sequence[int], extra_arrays: dict | None = None,
+                capacity: int | None = None) -> dict[str, jax.Array]:
     """Move a dataset's arrays to the device once (uint8 images stay uint8), validating them.
-    ``extra_arrays`` adds per-example arrays (e.g. ``latent``: the VAE-GAN codes of the images)."""
+    ``extra_arrays`` adds per-example arrays (e.g. ``latent``: the VAE-GAN codes of the images);
+    ``capacity`` appends zero rows up to that many (on the host, before the one transfer)."""
     if not (hasattr(dataset, "images") and hasattr(dataset, "labels")):
         raise TypeError(f"the training / test data must be a data.Dataset (with .images and .labels, e.g. "
                         f"data.load('fonts', 'train')); got {type(dataset).__name__}")
@@ -71,16 +74,21 @@ def device_data(dataset, input_shape: Sequence[int], extra_arrays: dict | None =
     labels = np.asarray(dataset.labels)
     if labels.shape != (images.shape[0],):
         raise ValueError(f"labels must be int[{images.shape[0]}]; got shape {labels.shape}")
-    data = {"image": jnp.asarray(images), "label": jnp.asarray(labels, jnp.int32)}
+    data = {"image": images, "label": labels.astype(np.int32)}
     for field in EXTRA_FIELDS:
         value = getattr(dataset, field, None)
         if value is not None:
-            data[field.rstrip("s") if field == "font_ids" else field] = jnp.asarray(value)
+            data[field.rstrip("s") if field == "font_ids" else field] = np.asarray(value)
     for name, value in (extra_arrays or {}).items():
         if np.shape(value)[:1] != (images.shape[0],):
             raise ValueError(f"extra array {name!r} must have one row per example ({images.shape[0]}); got {np.shape(value)}")
-        data[name] = jnp.asarray(value)
-    return data
+        data[name] = np.asarray(value)
+    n = images.shape[0]
+    if capacity is not None and capacity < n:
+        raise ValueError(f"capacity {capacity} is below the {n} training examples; pass capacity >= {n} (or None)")
+    pad = 0 if capacity is None else capacity - n
+    return {k: jnp.asarray(np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)]) if pad else v)
+            for k, v in data.items()}
 
 
 def _stack(trees: list[Any]) -> Any:
@@ -102,6 +110,7 @@ def train(
     callback: Callable[[int, dict], None] | None = None,
     extra_arrays: dict | None = None,
     mesh: parallel.MeshArg = None,
+    capacity: int | None = None,
 ) -> TrainResult:
     """Train one model per seed with ``method`` on ``train_data`` (a :class:`data.Dataset`).
 
@@ -120,6 +129,12 @@ def train(
     ``config.batch_size`` must be a multiple of the device count (ValueError otherwise); the
     result matches the single-device run up to float rounding (batch-norm statistics are still
     over the whole batch).  Checkpoints do not record the mesh: a run may resume on another one.
+
+    ``capacity``: the rows the compiled epoch holds (the data is padded up to it; the padding is
+    never trained on).  The number of examples is traced, so runs of one architecture and method
+    whose N fit one capacity share a compiled program, and the result does not depend on the
+    capacity.  Default: the next power of two (:func:`loop.bucket`); the runner passes its grid's
+    largest N, so every N of a method compiles once.
     """
     if method not in METHODS:
         make_builder(method, MethodContext(classifier))  # raises the error that lists the methods
@@ -131,20 +146,22 @@ def train(
         parallel.check_divisible(
             config.batch_size, mesh, "training batch size (TrainConfig.batch_size)", remedy=parallel.FEWER_DEVICES
         )
-    data = device_data(train_data, classifier.input_shape, extra_arrays)
+    n = len(train_data.labels) if hasattr(train_data, "labels") else 0  # device_data says what is wrong
+    capacity = loop.bucket(n, config.batch_size) if capacity is None else int(capacity)
+    data = device_data(train_data, classifier.input_shape, extra_arrays, capacity=capacity)
     if int(np.max(np.asarray(train_data.labels), initial=0)) >= classifier.num_classes or int(np.min(np.asarray(train_data.labels), initial=0)) < 0:
         raise ValueError(f"labels must lie in [0, {classifier.num_classes - 1}] for this model")
-    n = int(data["label"].shape[0])
     context = context or MethodContext(classifier, ranges=default_ranges(getattr(train_data, "name", None)))
-    _check_decoder(context, data)
+    _check_decoder(context, data, n)
     builder = make_builder(method, context)
-    optimizer = loop.make_optimizer(config, loop.steps_per_epoch(n, config.batch_size))
+    optimizer = functools.partial(loop.make_optimizer, config)  # of the steps per epoch, traced
     epoch_fn = loop.compile_epoch(classifier, optimizer, builder, config.batch_size, mesh=mesh)
     place = (lambda tree: parallel.replicate(tree, mesh)) if mesh is not None else (lambda tree: tree)
     data, arrays = place(data), place(context.arrays)
 
     seed_keys = [jax.random.key(s) for s in seeds]
-    state = _stack([loop.init_state(models.init_variables(classifier, jax.random.fold_in(k, 0)), optimizer) for k in seed_keys])
+    state = _stack([loop.init_state(models.init_variables(classifier, jax.random.fold_in(k, 0)), optimizer(1))
+                    for k in seed_keys])
     history: list[dict] = []
     start = 0
     store = None
@@ -165,7 +182,9 @@ def train(
             state, start = restored["state"], int(store.latest_step())
             history = _unpack_history(restored["history"])
             log.info("resuming %s from epoch %d", checkpoint_dir, start)
-    state = place(state)
+    # Committed on its device either way: a restored state comes back committed, and a fresh
+    # uncommitted one would compile a second program (another cache key) for the same epoch.
+    state = place(state) if mesh is not None else jax.device_put(state, jax.devices()[0])
 
     bar = None
     if progress:
@@ -175,7 +194,7 @@ def train(
     try:
         for epoch in range(start, config.epochs):
             keys = jnp.stack([jax.random.fold_in(jax.random.fold_in(k, 1), epoch) for k in seed_keys])
-            state, metrics = epoch_fn(state, data, place(keys), arrays)
+            state, metrics = epoch_fn(state, data, place(keys), arrays, n)
             metrics = {k: np.asarray(v) for k, v in metrics.items()}
             history.append(metrics)
             if store is not None:
@@ -196,13 +215,14 @@ def train(
     return TrainResult(classifier, seeds, variables, history, test, state["opt_state"])
 
 
-def _check_decoder(context: MethodContext, data: dict) -> None:
+def _check_decoder(context: MethodContext, data: dict, n: int) -> None:
     """Inside the compiled epoch the decoder sees traced labels, which it cannot check (a label
     without a model would read another class's); decode one example of each label here, with
-    concrete values, so the decoder's own checks (``vaegan.check_labels``) run."""
+    concrete values, so the decoder's own checks (``vaegan.check_labels``) run (on the first
+    ``n`` rows: the padding's labels are not real)."""
     if context.decode_fn is None or "latent" not in data or "decoder" not in (context.arrays or {}):
         return
-    labels = np.asarray(data["label"])
+    labels = np.asarray(data["label"][:n])
     _, first = np.unique(labels, return_index=True)
     context.decode_fn(context.arrays["decoder"], data["latent"][first], jnp.asarray(labels[first]))
 
