@@ -37,37 +37,46 @@ def _context(clf, small_fonts=None, iterations=3, **kw):
 @pytest.fixture(scope="module")
 def trained(small_fonts):
     """normal, regular_at and on_true_manifold_at trained the same way on 2000 small-FONTS images
-    (the CNN: an MLP trained for 8 epochs keeps 96 % regular success under regular AT)."""
+    (the CNN: an MLP trained for 8 epochs keeps 96 % regular success under regular AT), and 1000
+    test images: a rate over ~650 correctly classified ones is within about ±2 points, well
+    inside the effects asserted (the on-true effect is ~10 points after 3 epochs; at 200 test
+    images it was within the noise)."""
     train = data.load("fonts", "train", limit=2000, config=small_fonts, dtype=np.uint8)
     clf = _clf()
     ctx = _context(clf, small_fonts, iterations=10)
     out = {}
     for method in ("normal", "regular_at", "on_true_manifold_at"):
         r = training.train(clf, method, train, config=training.TrainConfig(epochs=3), context=ctx, progress=False)
-        out[method] = clf.logits_fn(r.variables_for(0))
-    test = data.load("fonts", "test", limit=200, config=small_fonts)
+        out[method] = r.variables_for(0)
+    test = data.load("fonts", "test", limit=1000, config=small_fonts)
     batch = {"image": jnp.asarray(test.images), "label": jnp.asarray(test.labels),
              "theta": jnp.asarray(test.theta), "font_id": jnp.asarray(test.font_ids)}
-    return out, batch, {"prototypes": ctx.arrays["prototypes"]}
+    rate = {name: _rate_fn(clf, name) for name in ("linf", "on_true_manifold")}
+    ctx = {"prototypes": ctx.arrays["prototypes"]}
+    return lambda attack, method: float(rate[attack](out[method], batch, jax.random.key(1), ctx))
 
 
-def _rate(attack_name, logits_fn, batch, ctx):
+def _rate_fn(clf, attack_name):
+    """The attack's success rate on the correctly classified examples, one compiled program for
+    every model (the variables are an argument, not constants baked into the program)."""
     atk = attacks.make(attack_name, iterations=20, restarts=1)
-    res = atk(logits_fn, batch, jax.random.key(1), ctx)
-    return float(attacks.success_rate(res.success, attacks.correct(logits_fn, atk.clean(batch, ctx), batch["label"])))
+
+    def rate(variables, batch, key, ctx):
+        f = clf.logits_fn(variables)
+        res = atk(f, batch, key, ctx)
+        return attacks.success_rate(res.success, attacks.correct(f, atk.clean(batch, ctx), batch["label"]))
+
+    return jax.jit(rate)
 
 
 @pytest.mark.slow
 def test_regular_at_lowers_regular_success(trained):
-    models_, batch, ctx = trained
-    assert _rate("linf", models_["regular_at"], batch, ctx) < _rate("linf", models_["normal"], batch, ctx) - 0.1
+    assert trained("linf", "regular_at") < trained("linf", "normal") - 0.1
 
 
 @pytest.mark.slow
 def test_on_true_manifold_at_lowers_on_manifold_success(trained):
-    models_, batch, ctx = trained
-    on_normal = _rate("on_true_manifold", models_["normal"], batch, ctx)
-    assert _rate("on_true_manifold", models_["on_true_manifold_at"], batch, ctx) < on_normal - 0.05
+    assert trained("on_true_manifold", "on_true_manifold_at") < trained("on_true_manifold", "normal") - 0.05
 
 
 def _jit_builder(method, ctx):
