@@ -71,7 +71,8 @@ def class_rows(labels: np.ndarray, classes: Sequence[int] | None) -> tuple[np.nd
 
 def epoch_plan(key: jax.Array, rows: jax.Array, count: jax.Array, steps: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
     """One model's epoch: image rows int32[steps, B] (a permutation of its ``count`` images,
-    wrapped around) and step keys [steps]."""
+    wrapped around) and step keys [steps].  ``steps`` may exceed the epoch's (the chunks are
+    padded to a whole number): the extra rows continue the wrap-around and are never run."""
     perm_key, step_key = jax.random.split(key)
     valid = jnp.arange(rows.shape[0]) < count
     order = jnp.argsort(jnp.where(valid, jax.random.uniform(perm_key, rows.shape), 2.0))  # valid rows first, shuffled
@@ -80,21 +81,27 @@ def epoch_plan(key: jax.Array, rows: jax.Array, count: jax.Array, steps: int, ba
 
 
 def make_steps_fn(vae: vaegan.VAEGAN, optimizer: optax.GradientTransformation, encoder_gan_weight: float) -> Callable:
-    """``run(state, images, rows[S, B], keys[S], lam) -> (state, metrics[S])`` for one model; pure."""
+    """``run(state, images, rows[S, B], keys[S], lam, count) -> (state, metrics[S])`` for one
+    model; pure.  Runs the first ``count`` steps (may be traced; default S): one program serves
+    every chunk length, and the metrics of the steps not run are zero."""
 
-    def run(state, images, rows, keys, lam):
-        def step(carry, xs):
-            variables, opt_state = carry
-            batch_rows, key = xs
-            x = images[batch_rows]
+    def run(state, images, rows, keys, lam, count=None):
+        count = rows.shape[0] if count is None else count
+
+        def step(s, carry):
+            variables, opt_state, metrics = carry
+            x = images[rows[s]]
             x = x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x
-            eps = jax.random.normal(key, (x.shape[0], vae.latent_dim), jnp.float32)
-            grads, stats, metrics = gradients(vae, variables, x, eps, lam, encoder_gan_weight)
+            eps = jax.random.normal(keys[s], (x.shape[0], vae.latent_dim), jnp.float32)
+            grads, stats, m = gradients(vae, variables, x, eps, lam, encoder_gan_weight)
             updates, opt_state = optimizer.update(grads, opt_state, variables["params"])
             params = optax.apply_updates(variables["params"], updates)
-            return ({"params": params, "batch_stats": stats}, opt_state), metrics
+            metrics = {k: metrics[k].at[s].set(m[k]) for k in METRICS}
+            return {"params": params, "batch_stats": stats}, opt_state, metrics
 
-        (variables, opt_state), metrics = jax.lax.scan(step, (state["variables"], state["opt_state"]), (rows, keys))
+        zeros = {k: jnp.zeros(rows.shape[0], jnp.float32) for k in METRICS}
+        carry = (state["variables"], state["opt_state"], zeros)
+        variables, opt_state, metrics = jax.lax.fori_loop(0, count, step, carry)
         return {"variables": variables, "opt_state": opt_state}, metrics
 
     return run
@@ -106,17 +113,19 @@ def _step_config(config: vaegan.VAEGANConfig) -> tuple[loop.TrainConfig, float]:
     return dataclasses.replace(config.train, epochs=1), float(config.encoder_gan_weight)
 
 
-@functools.partial(jax.jit, static_argnames=("vae", "step_config", "steps_per_epoch"), donate_argnames=("state",))
-def run_steps(state, images, rows, keys, lams, *, vae, step_config, steps_per_epoch):
+@functools.partial(jax.jit, static_argnames=("vae", "step_config"), donate_argnames=("state",))
+def run_steps(state, images, rows, keys, lams, count, steps_per_epoch, *, vae, step_config):
     """All models, a chunk of steps: state (leading model axis) → (state, metrics float[K, S]).
 
-    images: uint8 or float32[N, H, W, C], shared; rows: int32[K, S, B]; keys: [K, S]; lams:
-    float32[K].  The static arguments are hashable, so every call with the same model, optimiser
-    settings and shapes reuses one compiled program.
+    images: uint8 or float32[capacity, H, W, C], shared; rows: int32[K, S, B]; keys: [K, S]; lams:
+    float32[K]; count: the steps of the chunk to run (≤ S); steps_per_epoch: the schedule's.  The
+    last three are traced and the static arguments hashable, so every call with the same model,
+    optimiser settings and shapes (the trainer pads the images to a power of two and every chunk
+    to S rows) reuses one compiled program, whatever the dataset's size.
     """
     train_config, encoder_gan_weight = step_config
     run = make_steps_fn(vae, loop.make_optimizer(train_config, steps_per_epoch), encoder_gan_weight)
-    return jax.vmap(run, in_axes=(0, None, 0, 0, 0))(state, images, rows, keys, lams)
+    return jax.vmap(run, in_axes=(0, None, 0, 0, 0, None))(state, images, rows, keys, lams, count)
 
 
 @functools.partial(jax.jit, static_argnames=("steps", "batch_size"))
@@ -165,8 +174,9 @@ def train(
     saved after the first epoch, about once a minute and after the last (see
     :mod:`manifold_robustness.training.checkpoints`), and a restarted call resumes from the last
     save, ending equal to an uninterrupted run; a folder written by another config is refused.  ``progress`` shows a bar (steps);
-    ``callback(epoch, metrics)`` runs after each epoch.  About ``steps_per_call`` steps run per
-    compiled call (the progress bar's granularity; it does not change the result).  Calling it
+    ``callback(epoch, metrics)`` runs after each epoch.  At most ``steps_per_call`` steps run per
+    compiled call (the progress bar's granularity; it does not change the result), and the images
+    are padded to a power of two, so datasets of similar size share the compiled steps.  Calling it
     again with a finished run's arguments and folder returns the trained models without training.
     """
     name = getattr(dataset, "name", None)
@@ -176,7 +186,7 @@ def train(
         raise ValueError(f"config must be a VAEGANConfig; got {type(config).__name__}")
     classes = _resolve_classes(classes, dataset)
     input_shape = tuple(np.shape(dataset.images)[1:])
-    data = device_data(dataset, input_shape)
+    data = device_data(dataset, input_shape, capacity=loop.bucket(len(dataset.labels)))
     rows_np, counts_np = class_rows(np.asarray(dataset.labels), classes)
     batch = config.train.batch_size
     steps = -(-int(counts_np.max()) // batch)
@@ -205,8 +215,10 @@ def train(
             history = [{m: np.asarray(restored["history"][m][e]) for m in METRICS} for e in range(start)]
             log.info("resuming VAE-GAN training in %s from epoch %d", checkpoint_dir, start)
 
+    state = jax.device_put(state, jax.devices()[0])  # committed, fresh or restored: one compiled program
     stack = dataclasses.replace(vae, classes=tuple(range(vae.num_models)))  # steps don't depend on which labels
-    chunk = -(-steps // -(-steps // max(1, steps_per_call)))  # near-equal chunks: at most two compiled shapes
+    chunk = max(1, int(steps_per_call))  # every chunk S rows (the last one runs fewer): one program
+    planned = -(-steps // chunk) * chunk
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -217,13 +229,14 @@ def train(
     try:
         for epoch in range(start, config.train.epochs):
             keys = jnp.stack([jax.random.fold_in(s, epoch) for s in streams])
-            plan_rows, plan_keys = _plans(keys, rows, counts, steps=steps, batch_size=batch)
+            plan_rows, plan_keys = _plans(keys, rows, counts, steps=planned, batch_size=batch)
             parts = []
             for a in range(0, steps, chunk):
                 b = min(steps, a + chunk)
-                state, m = run_steps(state, data["image"], plan_rows[:, a:b], plan_keys[:, a:b], lams,
-                                     vae=stack, step_config=_step_config(config), steps_per_epoch=steps)
-                parts.append({k: np.asarray(v) for k, v in m.items()})
+                part = (jax.lax.dynamic_slice_in_dim(x, a, chunk, axis=1) for x in (plan_rows, plan_keys))
+                state, m = run_steps(state, data["image"], *part, lams, b - a, steps,
+                                     vae=stack, step_config=_step_config(config))
+                parts.append({k: np.asarray(v)[:, : b - a] for k, v in m.items()})
                 if bar is not None:
                     bar.set_postfix(l1=f"{parts[-1]['l1'].mean():.3f}", dis=f"{parts[-1]['dis'].mean():.2f}")
                     bar.update(b - a)
