@@ -142,9 +142,14 @@ def affine_transform(images, theta) -> jax.Array:
     if not jnp.issubdtype(images.dtype, jnp.floating):
         raise ValueError(f"images must be floating point in [0, 1]; got dtype {images.dtype} (divide uint8 by 255)")
     theta = _check_theta(theta, batch_shape=images.shape[:1])
-    matrices = affine_matrix(theta)
-    out = jax.vmap(_sample_one)(images, matrices)
-    return jnp.clip(out, 0.0, 1.0)
+    return _warp(images, theta)
+
+
+@jax.jit
+def _warp(images: jax.Array, theta: jax.Array) -> jax.Array:
+    # Jitted so that an eager call compiles one program per shape instead of one per operation
+    # (~30); inside a caller's jit it is inlined.
+    return jnp.clip(jax.vmap(_sample_one)(images, affine_matrix(theta)), 0.0, 1.0)
 
 
 def identity_theta(batch: int, dtype=jnp.float32) -> jax.Array:

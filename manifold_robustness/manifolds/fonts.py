@@ -29,6 +29,12 @@ def render(prototypes, font_ids, classes, theta) -> jax.Array:
         raise ValueError(
             f"font_ids and classes must be int[B] of equal length; got {tuple(font_ids.shape)} and {tuple(classes.shape)}"
         )
+    return _render(prototypes, font_ids, classes, jnp.asarray(theta))
+
+
+@jax.jit
+def _render(prototypes, font_ids, classes, theta) -> jax.Array:
+    # One program per shape for eager callers (see transforms._warp); inlined under a caller's jit.
     glyphs = prototypes[font_ids, classes]
     if glyphs.dtype == jnp.uint8:
         glyphs = glyphs.astype(jnp.float32) / 255.0
