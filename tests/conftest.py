@@ -132,18 +132,30 @@ def small_fashion(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_cnn(small_fonts):
+def shared_dir(tmp_path_factory, worker_id) -> Path:
+    """A folder common to every xdist worker of this run (this session's own without xdist): what
+    a session fixture builds there under a claim (:func:`claims.wait`) is built once per run."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(small_fonts, shared_dir):
     """A CNN trained 6 epochs on 5000 small-FONTS images (~25-30 % test error) and 200 test
-    examples as an attack batch with the FONTS context."""
+    examples as an attack batch with the FONTS context.  Trained once per run: the first worker
+    trains into a shared checkpoint folder, the others wait for it and resume the finished run
+    (the trainer's own resume, which restores the last epoch and trains no further)."""
     import jax
     import jax.numpy as jnp
 
-    from manifold_robustness import data, models, training
+    from manifold_robustness import claims, data, models, training
 
     train = data.load("fonts", "train", limit=5000, config=small_fonts, dtype=np.uint8)
     test = data.load("fonts", "test", limit=200, config=small_fonts)
     clf, _ = models.create("cnn", (28, 28, 1), 10, jax.random.key(0))
-    result = training.train(clf, "normal", train, config=training.TrainConfig(epochs=6), progress=False)
+    with claims.wait(shared_dir / "trained_cnn.claim"):
+        result = training.train(clf, "normal", train, config=training.TrainConfig(epochs=6), progress=False,
+                                checkpoint_dir=shared_dir / "trained_cnn")
     batch = {
         "image": jnp.asarray(test.images), "label": jnp.asarray(test.labels),
         "theta": jnp.asarray(test.theta), "font_id": jnp.asarray(test.font_ids),
