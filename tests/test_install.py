@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def test_wheel_in_a_fresh_venv_runs_an_experiment_from_any_folder(wheel, tmp_pat
     # of unpacking ~1 GB of wheels again (35 s of the test's 75).
     _run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--dry-run", wheel])
     _run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", wheel])
-    (own,) = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_relative_to(sys.prefix)]
+    own = sysconfig.get_paths()["purelib"]  # this environment's site-packages
     (next((venv / "lib").glob("python*/site-packages")) / "dependencies.pth").write_text(own + "\n")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
