@@ -139,3 +139,22 @@ def test_patch_convs_equal_xla(shape, kernel, stride, padding):
             np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
     with pytest.raises(ValueError, match="conv must be one of"):
         conv.resolve_transpose("fast")
+
+
+def test_initializers_draw_the_documented_distribution_with_and_without_jit():
+    """Kernels are N(0, scale / fan_in) (fan_in: every axis but the last) and N(0, σ²), one
+    program per power-of-two size: the same key gives the same weights eagerly and under jit
+    (up to rounding), another key other weights."""
+    from manifold_robustness.models import initializers
+
+    key = jax.random.key(3)
+    init = initializers.scaled_normal(2.0 / 3.0)
+    w = np.asarray(init(key, (3, 3, 64, 100)))
+    assert w.shape == (3, 3, 64, 100) and w.dtype == np.float32
+    expected = np.sqrt(2.0 / 3.0 / (3 * 3 * 64))
+    assert abs(w.std() / expected - 1) < 0.02 and abs(w.mean()) < 0.05 * expected  # 57 600 draws
+    np.testing.assert_allclose(jax.jit(init, static_argnums=1)(key, (3, 3, 64, 100)), w, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(init(jax.random.key(4), (3, 3, 64, 100)), w)
+    small = np.asarray(initializers.normal(0.001)(key, (700, 30)))  # 21 000 of a 32 768 block
+    assert abs(small.std() / 0.001 - 1) < 0.03
+    assert initializers.block_size(21_000) == 32_768 and initializers.block_size(1) == 1

@@ -32,9 +32,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from manifold_robustness.models import conv as conv_impl
+from manifold_robustness.models import initializers
 from manifold_robustness.models.classifiers import BN_EPSILON, BN_MOMENTUM, KERNEL_INIT, conv_stack_sizes
 
-SMALL_INIT = jax.nn.initializers.normal(0.001)  # the original's N(0, 0.001) (0.001 is the std)
+SMALL_INIT = initializers.normal(0.001)  # the original's N(0, 0.001) (0.001 is the std)
 
 
 def check_kernel(kernel: int) -> int:

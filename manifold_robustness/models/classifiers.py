@@ -3,7 +3,8 @@
 All take NHWC float32 images in [0, 1] and return logits.  Batch norm uses PyTorch's defaults
 (momentum 0.1 → Flax ``momentum=0.9``, eps 1e-5).  Weights use the original code's initialisation:
 ``kaiming_normal_(w, √2)`` passes √2 as the leaky-ReLU slope, not as a gain, so the standard
-deviation is √(2/3)/√fan_in; that is ``variance_scaling(2/3, "fan_in", "normal")`` here.
+deviation is √(2/3)/√fan_in; that is ``variance_scaling(2/3, "fan_in", "normal")``, drawn by
+:func:`.initializers.scaled_normal` (one compiled random program per size, not per shape).
 
 Every convolutional model takes ``conv="auto" | "xla" | "patches"``: how ``nnx.Conv`` computes
 (see :mod:`.conv` for the measurements; "auto" is patches + matmul on CPU, XLA's convolution on
@@ -20,8 +21,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from manifold_robustness.models import conv as conv_impl
+from manifold_robustness.models import initializers
 
-KERNEL_INIT = jax.nn.initializers.variance_scaling(2.0 / 3.0, "fan_in", "normal")
+KERNEL_INIT = initializers.scaled_normal(2.0 / 3.0)  # variance_scaling(2/3, "fan_in", "normal")
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
