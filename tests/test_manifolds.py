@@ -136,7 +136,8 @@ def test_over_rows_pads_the_last_chunk_and_folds_keys_per_chunk():
     np.testing.assert_allclose(out["sum"], rows["a"] + rows["b"].sum(1) + 1.0)
     assert out["r"].shape == (3, 10)
     np.testing.assert_allclose(out["r"][:, 8:], jax.random.uniform(jax.random.fold_in(jax.random.key(0), 2), (3, 4))[:, :2])
-    assert evaluate.fitted_chunk(5, 500) == 8 and evaluate.fitted_chunk(1000, 500) == 500
+    assert evaluate.fitted_chunk(5, 500) == evaluate.MIN_CHUNK and evaluate.fitted_chunk(100, 500) == 128
+    assert evaluate.fitted_chunk(1000, 500) == 500 and evaluate.fitted_chunk(5, 16) == 16
 
 
 @pytest.mark.parametrize("center", ["point", "mean"])

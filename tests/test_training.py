@@ -86,8 +86,8 @@ def test_training_result_does_not_depend_on_the_capacity(small_fonts):
     probe = data.load("fonts", "test", limit=200, config=small_fonts).images
     clf, _ = models.create("mlp", (28, 28, 1), 10, jax.random.key(0))
     cfg = training.TrainConfig(epochs=2)
-    a = training.train(clf, "normal", train, config=cfg, progress=False)  # capacity 256
-    b = training.train(clf, "normal", train, config=cfg, progress=False, capacity=1000)
+    a = training.train(clf, "normal", train, config=cfg, progress=False, capacity=256)
+    b = training.train(clf, "normal", train, config=cfg, progress=False)  # loop.MIN_CAPACITY
     # The same batches in the same order; only the compiled programs differ (the gather's source
     # shape), so the two may round differently: compare the functions to a fraction of their scale.
     out_a, out_b = clf.logits_fn(a.variables_for(0))(probe), clf.logits_fn(b.variables_for(0))(probe)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 import jax
 import numpy as np
 
-__all__ = ["over_rows", "pad_to", "fitted_chunk"]
+__all__ = ["over_rows", "pad_to", "fitted_chunk", "MIN_CHUNK"]
 
 
 def pad_to(rows: Mapping[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
@@ -33,9 +33,15 @@ def pad_to(rows: Mapping[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
     return out
 
 
+# The smallest fitted chunk: any count of rows up to it runs in one compiled program (a run's few
+# successful adversarial examples, whose count differs from run to run, compile once, not per count).
+MIN_CHUNK = 64
+
+
 def fitted_chunk(n: int, chunk: int) -> int:
-    """``chunk``, or for fewer rows the next power of two ≥ n (few programs, little padding)."""
-    return min(int(chunk), 1 << max(int(n) - 1, 0).bit_length())
+    """``chunk``, or for fewer rows the next power of two ≥ n and ≥ :data:`MIN_CHUNK` (few
+    programs, little padding)."""
+    return min(int(chunk), max(1 << max(int(n) - 1, 0).bit_length(), MIN_CHUNK))
 
 
 def _length(rows: Mapping[str, np.ndarray]) -> int:

@@ -33,7 +33,7 @@ from manifold_robustness.runner.files import writable
 from manifold_robustness.runner.records import RunKey
 from manifold_robustness.runner.setting import Setting, _say
 from manifold_robustness.runner.store import ResultsStore
-from manifold_robustness.training import METHODS, MethodContext, TrainConfig, trainer
+from manifold_robustness.training import METHODS, MethodContext, TrainConfig, loop, trainer
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +152,9 @@ def method_context(c, s: Setting, method: str) -> MethodContext:
 
 
 def train_group(c, s: Setting, store: ResultsStore, g: Group, progress: bool, mesh=None) -> trainer.TrainResult:
-    """Train a group's seeds.  The data is padded to the grid's largest N (``capacity``), so each
-    method compiles one epoch for all its N."""
+    """Train a group's seeds.  The data is padded to the grid's largest N (``capacity``; at least
+    :data:`loop.MIN_CAPACITY`), so each method compiles one epoch for all its N, shared with every
+    small grid of the same model and method."""
     subset = _take(s.train, g.n)
     needs = METHODS.needs(g.method)
     extra = {k: v[: g.n] for k, v in s.fields[needs]["train"].items()} if needs is not None else None
@@ -163,7 +164,8 @@ def train_group(c, s: Setting, store: ResultsStore, g: Group, progress: bool, me
                          context=method_context(c, s, g.method),
                          checkpoint_dir=str(store.train_dir(g.dataset, g.method, g.n, g.seeds)),
                          run_config={"dataset": g.dataset, "data": resolved["data"], "adversarial": resolved["adversarial"]},
-                         progress=progress, extra_arrays=extra, capacity=max(c.sizes), **kwargs)
+                         progress=progress, extra_arrays=extra,
+                         capacity=max(*c.sizes, loop.MIN_CAPACITY), **kwargs)
 
 
 def _gallery(outs: dict[str, dict], on_key: str | None, k: int) -> dict[str, np.ndarray]:

@@ -96,10 +96,15 @@ def _as_float(images: jax.Array) -> jax.Array:
     return images.astype(jnp.float32) / 255.0 if images.dtype == jnp.uint8 else images
 
 
+# The smallest capacity: every N up to it (tiny presets, tests, the paper's N = 250 … 1000) shares
+# one compiled epoch per model and method; padding rows cost memory only (they are never read).
+MIN_CAPACITY = 1024
+
+
 def bucket(num_examples: int, batch_size: int = 1) -> int:
-    """The capacity the trainer gives ``num_examples`` rows: the next power of two (at least one
-    batch), so runs whose sizes share a bucket share a compiled epoch."""
-    return max(1 << max(0, int(num_examples) - 1).bit_length(), int(batch_size))
+    """The capacity the trainer gives ``num_examples`` rows: the next power of two, at least
+    :data:`MIN_CAPACITY` and one batch, so runs whose sizes share a bucket share a compiled epoch."""
+    return max(1 << max(0, int(num_examples) - 1).bit_length(), MIN_CAPACITY, int(batch_size))
 
 
 def shuffle(key: jax.Array, num_examples, capacity: int) -> jax.Array:
