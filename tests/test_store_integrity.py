@@ -133,6 +133,7 @@ REFUSED = [
     (["-o", "seeds=-1"], "every seed in seeds must be a whole number >= 0"),
     (["-o", "sizes=abc"], "sizes takes int values"),
     (["-o", "gallery=-1"], "gallery must be a whole number >= 0"),
+    (["-o", "vaegan.examples=-5"], "vaegan.examples must be a whole number >= 0"),
     (["-o", "sizes=20000"], "sizes asks for 20000 train images"),
     (["--shard", "3/2"], "--shard i/n needs 0 <= i < n"),
     (["--shard", "0/0"], "--shard i/n needs 0 <= i < n"),

@@ -33,8 +33,9 @@ __all__ = ["Setup", "TrueFontsManifold", "LearnedManifold", "AgnosticManifold", 
 @dataclasses.dataclass(frozen=True)
 class Setup:
     """What building a manifold may use (shell): the dataset's name, the true manifold's
-    prototypes loader, a loader of the whole training split (uint8), the VAE-GAN settings
-    (``channels``, ``latent_dim``, ``epochs``: 0 = the paper's), a folder for checkpoints,
+    prototypes loader, a loader of the training split (uint8; ``full_train(limit)``: its first
+    ``limit`` images, None = all), the VAE-GAN settings (``channels``, ``latent_dim``, ``epochs``:
+    0 = the paper's; ``examples``: 0 = the whole split), a folder for checkpoints,
     progress bars and a ``say`` for one-line messages."""
 
     dataset: str
@@ -173,10 +174,14 @@ class LearnedManifold:
         vcfg = vaegan.VAEGANConfig.paper(setup.dataset, **overrides)
         if v.get("epochs"):
             vcfg = dataclasses.replace(vcfg, train=dataclasses.replace(vcfg.train, epochs=int(v["epochs"])))
+        examples = int(v.get("examples") or 0)
+        if examples < 0:
+            raise ValueError(f"vaegan.examples must be >= 0 (0: the whole training split); got {examples}")
         folder = None if setup.root is None else Path(setup.root) / cls.store_name
-        setup.say(f"{cls.title} of {setup.dataset}: {vcfg.train.epochs} epochs on the whole training split"
+        on = f"the first {examples} training images" if examples else "the whole training split"
+        setup.say(f"{cls.title} of {setup.dataset}: {vcfg.train.epochs} epochs on {on}"
                   + (f" (checkpoints in {folder})" if folder else ""))
-        result = vaegan_train.train(setup.full_train(), vcfg, classes=cls.classes,
+        result = vaegan_train.train(setup.full_train(examples or None), vcfg, classes=cls.classes,
                                     checkpoint_dir=None if folder is None else str(folder), progress=setup.progress)
         return cls(result.vae, result.variables)
 

@@ -22,7 +22,8 @@ Fields (paper defaults; digest section in brackets):
   largest N) and ``seeds``, on ``examples`` test images, measured on the first of the setting's
   manifolds (FONTS: the true one) [§5.4, Fig. 3].
 - ``gallery``: test images kept with their adversarial examples per run (claim 2's figure).
-- ``vaegan``: the VAE-GANs of the learned manifolds (``epochs``: 0 = the paper's; ``on_learned``:
+- ``vaegan``: the VAE-GANs of the learned manifolds (``epochs``: 0 = the paper's; ``examples``:
+  train on the first this many training images, 0 = the whole split as in the paper; ``on_learned``:
   prepare and attack the class-specific learned manifold even when no method needs it).
 
 Which manifolds a run prepares and attacks is :func:`manifolds`: the dataset declares the ones it
@@ -67,7 +68,8 @@ def base(dataset: str) -> ml_collections.ConfigDict:
     c.distances = ml_collections.ConfigDict(dict(methods=("normal",) if spec.distances else (), sizes=(),
                                                  seeds=(0,), examples=1000))
     c.gallery = 8
-    c.vaegan = ml_collections.ConfigDict(dict(epochs=0, channels=64, latent_dim=10, on_learned="learned" in spec.attacked))
+    c.vaegan = ml_collections.ConfigDict(dict(epochs=0, channels=64, latent_dim=10, examples=0,
+                                               on_learned="learned" in spec.attacked))
     return c
 
 
@@ -181,6 +183,8 @@ def _check_counts(c: ml_collections.ConfigDict) -> None:
     whole("gallery", c.gallery, 0)
     whole("adversarial.iterations", c.adversarial.iterations, 0)
     whole("distances.examples", c.distances.examples, 1)
+    for k in ("epochs", "examples"):  # 0: the paper's epochs / the whole training split
+        whole(f"vaegan.{k}", c.vaegan.get(k, 0), 0)
 
 
 def resolved(c: ml_collections.ConfigDict) -> dict:

@@ -112,7 +112,7 @@ def add_manifolds(c, s: Setting, store: ResultsStore, progress: bool = True,
     then load them."""
     options = c.data.to_dict()
     setup = objects.Setup(c.dataset, s.ranges, prototypes=s.spec.prototypes(options),
-                          full_train=lambda: s.spec.load("train", None, options, dtype=np.uint8),
+                          full_train=lambda limit=None: s.spec.load("train", limit, options, dtype=np.uint8),
                           vaegan=c.vaegan.to_dict(), root=store.root, progress=progress, say=say)
     for kind in config_lib.manifolds(c):
         with claims.wait(store.claim_path(f"manifold-{kind}"), say=say):
