@@ -164,6 +164,14 @@ def trained_cnn(small_fonts, shared_dir):
     return clf, result.variables_for(0), batch, context
 
 
+def forced_devices_env(count: int) -> dict:
+    """This environment for a subprocess with ``count`` CPU devices.  The flag is added to any
+    ``XLA_FLAGS`` already set (e.g. ``--xla_cpu_max_isa=AVX2``), so the subprocess compiles for
+    the same CPU features as the tests around it."""
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={count}".strip()
+    return {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+
+
 REPO = Path(__file__).resolve().parent.parent
 # What a fresh clone does not have: environments, caches, build outputs, results.
 _NOT_IN_A_CLONE = (".git", ".venv", ".stamps", ".pytest_data", ".pytest_cache", ".hypothesis", "build", "results",

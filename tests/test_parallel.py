@@ -9,7 +9,6 @@ as JSON; the tests below assert on them.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import forced_devices_env
 from manifold_robustness import parallel
 
 SCRIPT = textwrap.dedent(
@@ -120,7 +120,7 @@ SCRIPT = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def four_devices():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = forced_devices_env(4)
     proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))

@@ -161,11 +161,12 @@ def test_results_are_saved_atomically(tmp_path):
 
 def test_data_parallel_experiment_on_forced_host_devices(tmp_path):
     """--data-parallel on 2 CPU devices: training and attack batches split over the mesh, runs finish."""
-    import os
     import subprocess
     import sys
 
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    from conftest import forced_devices_env
+
+    env = forced_devices_env(2)
     root = tmp_path / "dp"
     args = [sys.executable, "-m", "manifold_robustness", "experiment", "run", *TINY, "-o", "methods=normal", "-o", "sizes=100",
             "-o", "distances.methods=()", "--data-parallel", "--results", str(root), "--quiet"]
