@@ -206,6 +206,34 @@ def test_transfer_from_one_model_to_another():
     np.testing.assert_allclose(rate, attacks.success_rate(on_target, both))
 
 
+def test_transfer_attack_crafts_on_the_source_and_scores_on_the_target():
+    """attacks.Transfer is the source attack (same key: same images) scored by the target, and it
+    counts the examples both models classify right; from a model to itself it is the attack."""
+    w0 = jax.random.normal(jax.random.key(0), (64, 10))
+    ws = {0: w0, 1: w0 + 0.7 * jax.random.normal(jax.random.key(1), (64, 10))}  # related models
+    logits = lambda w: (lambda x: x.reshape(x.shape[0], -1) @ w)  # variables -> logits_fn
+    batch, key = _batch(n=32), jax.random.key(3)
+    # labels: the source's predictions on 24 images, the target's on 8, so the models disagree on some
+    pred = {s: jnp.argmax(logits(w)(batch["image"]), -1) for s, w in ws.items()}
+    batch["label"] = jnp.where(jnp.arange(32) < 24, pred[0], pred[1]).astype(jnp.int32)
+    inner = attacks.make("linf", eps=0.2, iterations=10, restarts=2)
+    atk = attacks.Transfer(inner, logits)
+    res = jax.jit(lambda b, k, ctx: atk(logits(ws[1]), b, k, ctx))(batch, key, (ws[0], None))
+    np.testing.assert_array_equal(res.success, attacks.transfer(res.x, logits(ws[1]), batch["label"]))
+    assert bool(jnp.all((res.first_success >= 0) == res.success))
+    with jax.disable_jit():  # op by op, both run the same operations: equal by construction
+        eager = atk(logits(ws[1]), batch, key, (ws[0], None))
+        direct = inner(logits(ws[0]), batch, key)
+    np.testing.assert_array_equal(eager.x, direct.x)  # crafted on the source, whatever the target
+    counted = atk.counted(logits(ws[1]), batch, (ws[0], None))
+    both = attacks.correct(logits(ws[0]), batch["image"], batch["label"]) & attacks.correct(logits(ws[1]), batch["image"], batch["label"])
+    np.testing.assert_array_equal(counted, both)
+    assert 0 < int(counted.sum()) < int(attacks.correct(logits(ws[1]), batch["image"], batch["label"]).sum())
+    itself = jax.jit(lambda b, k, ctx: atk(logits(ws[0]), b, k, ctx))(batch, key, (ws[0], None))
+    np.testing.assert_array_equal(itself.success, attacks.transfer(itself.x, logits(ws[0]), batch["label"]))
+    assert atk.name == "transfer_linf" and atk.config is inner.config
+
+
 def test_transfer_rate_counts_only_examples_both_models_get_right():
     success = jnp.array([[True, True, False, True]])
     rate = attacks.transfer_success_rate(success, jnp.array([True, True, True, False]), jnp.array([True, False, True, True]))

@@ -30,7 +30,7 @@ import optax
 
 from manifold_robustness import models, transforms
 from manifold_robustness.registry import Registry
-from manifold_robustness.attacks import engine, objectives, spaces
+from manifold_robustness.attacks import engine, metrics, objectives, spaces
 from manifold_robustness.attacks.engine import AttackConfig, AttackResult, Space
 
 
@@ -52,6 +52,11 @@ class Attack:
     def clean(self, batch: dict, context: Any = None) -> jax.Array:
         """What the classifier sees before the attack (the reconstruction for latent attacks)."""
         return spaces.clean_images(self.space, batch, context)
+
+    def counted(self, logits_fn, batch: dict, context: Any = None) -> jax.Array:
+        """bool[B]: the examples this attack's success rate counts, those the model classifies
+        right before the attack (a transfer attack also asks its source model)."""
+        return metrics.correct(logits_fn, self.clean(batch, context), batch["label"])
 
 
 ATTACKS = Registry("attack", "attacks")

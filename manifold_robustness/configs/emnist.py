@@ -7,6 +7,10 @@ Presets: ``paper`` — N ∈ {250 … 40k}, normal / regular / on-learned-manifo
 adversarial training and augmentation, 5 seeds, class VAE-GANs for 30 epochs (λ = 2.5; classes
 0, 1, 8: 2.75, 5.6, 2.25).  Expected (paper Figs. 5–6): test error from ~7 % to ~1 %,
 on-learned success ~0.06 → ~0.025, normal training's regular success ~0.8–0.9 for every N.
+Its image-space attacks are the supplement's four (``eval.attacks``): L∞, L2 PGD (ε = 1.5), C&W L2
+(120 iterations) and the L∞ attack transferred from a normally trained source model (10k images,
+20 epochs, trained once into the results root); they cost about 3.6× the L∞ attack alone
+(200 + 200 + 120 + 200 iteration-restarts per image, plus the source's training).
 ``quick`` — N ∈ {500, 2000, 10000}, normal / regular AT / on-learned AT, one seed, VAE-GANs for
 2 epochs, 10 inner iterations, 500 attacked images.
 

@@ -6,6 +6,10 @@ with the paper's 60 epochs (λ = 2.75).  Expected (paper Fig. 5): on-learned suc
 ~0.5 to ~0.2 as test error falls from ~0.23 to ~0.11; normal training's regular success stays
 ~0.8–0.9.  Cost: the VAE-GANs alone take ~3 h on 2 CPU cores (``benchmarks/vaegan_throughput.py``);
 the classifier grid about two days there; use a GPU.
+Its image-space attacks are the supplement's four (``eval.attacks``): L∞, L2 PGD (ε = 1.5), C&W L2
+(120 iterations) and the L∞ attack transferred from a normally trained source model (10k images,
+20 epochs, trained once into the results root); they cost about 3.6× the L∞ attack alone
+(200 + 200 + 120 + 200 iteration-restarts per image, plus the source's training).
 ``quick`` — N ∈ {500, 2000, 10000}, normal / regular AT / on-learned AT, one seed, VAE-GANs for
 3 epochs, 10 inner iterations, 500 attacked images: ~40 minutes on 2 CPU cores (measured before
 it measured distances; those add the projection of 300 test images and their adversarial

@@ -16,6 +16,10 @@ Presets (``python -m manifold_robustness experiment run --config fonts:<preset>`
            (normal: 54 % → 18 % from N = 250 to 40k); normal training's regular success stays
            ~1.0 for all N.  Cost: ~2 days on 2 CPU cores, plus hours for the VAE-GANs on 1.12M
            images; a few hours on one GPU.
+           Its image-space attacks are the supplement's four (``eval.attacks``): L∞, L2 PGD (ε = 1.5), C&W L2
+           (120 iterations) and the L∞ attack transferred from a normally trained source model (10k images,
+           20 epochs, trained once into the results root); they cost about 3.6× the L∞ attack alone
+           (200 + 200 + 120 + 200 iteration-restarts per image, plus the source's training).
 ``quick``  The laptop version that still tests all four claims: N ∈ {250, 1000, 5000}, normal /
            regular AT / on-true AT / augmentation on the true manifold only (the VAE-GANs alone
            would take longer than the whole preset), one seed, the paper's training and attacks

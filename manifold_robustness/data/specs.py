@@ -46,7 +46,9 @@ class DatasetSpec:
     paper's grid; ``attacked``: the manifolds whose attacks the paper preset runs; ``distances``:
     whether the paper preset measures distances (normally trained models); ``knn_centers``: the
     k-NN local subspace centrings measured beside the manifold's own distance (paper §5.4: where
-    the manifold is only approximated, "point" in the main paper, "mean" in the supplement)."""
+    the manifold is only approximated, "point" in the main paper, "mean" in the supplement);
+    ``paper_attacks``: the image-space evaluation attacks of the paper preset (``eval.attacks``;
+    supplement E: L2 PGD, C&W L2 and transfer beside L∞ on FONTS, EMNIST and Fashion-MNIST)."""
 
     name: str
     title: str
@@ -57,6 +59,7 @@ class DatasetSpec:
     attacked: tuple[str, ...]
     distances: bool = False
     knn_centers: tuple[str, ...] = ()
+    paper_attacks: tuple[str, ...] = ("linf", "l2", "cw_l2", "transfer")
 
     def load_kwargs(self, options: Mapping) -> dict:
         """Keyword arguments of :func:`manifold_robustness.data.load` for these options."""
@@ -107,7 +110,8 @@ SPECS = {s.name: s for s in (
                 (*_BASE, "on_learned_manifold_at", *_REST), ("learned",), distances=True,
                 knn_centers=("point", "mean")),
     # the paper trains no on-learned models on CelebA (it reports regular robustness there, Fig. 8)
-    DatasetSpec("celeba", "CelebA", ("learned", "agnostic"), dict(source_dir=""), _AFFINE, (*_BASE, *_REST), ("learned",)),
+    DatasetSpec("celeba", "CelebA", ("learned", "agnostic"), dict(source_dir=""), _AFFINE, (*_BASE, *_REST), ("learned",),
+                paper_attacks=("linf",)),
 )}
 
 

@@ -136,6 +136,7 @@ class Cell:
     success: dict[str, float] = dataclasses.field(default_factory=dict)
     success_std: dict[str, float | None] = dataclasses.field(default_factory=dict)
     num_correct: dict[str, int] = dataclasses.field(default_factory=dict)
+    worst_case: dict[str, float] = dataclasses.field(default_factory=dict)  # mean of the any-restart rates
 
 
 def aggregate(records: Iterable[RunRecord]) -> dict[tuple[str, str, int], Cell]:
@@ -153,6 +154,8 @@ def aggregate(records: Iterable[RunRecord]) -> dict[tuple[str, str, int], Cell]:
             if rates:
                 cell.success[a], cell.success_std[a] = _mean_std(rates)
                 cell.num_correct[a] = int(sum((r.attack(a) or {}).get("num_correct") or 0 for r in runs))
+                worst = [r.success_rate(a, worst_case=True) for r in runs if r.success_rate(a) is not None]
+                cell.worst_case[a] = float(np.mean(worst))
         cells[k] = cell
     return cells
 

@@ -124,6 +124,21 @@ def _numbers_table(ds: str, cells) -> D.Table:
                    "seeds), each next to the paper's value at the same N (— where the paper has none).")
 
 
+def _attacks_table(ds: str, cells) -> D.Table | None:
+    """Every evaluation attack that ran beside the paper's two, with both rates; None when only
+    the paper's ran (the numbers table has them)."""
+    cs = [c for c in cells.values() if c.dataset == ds]
+    attacks = [a for a in ATTACK_NAMES if any(a in c.success for c in cs)]
+    if not [a for a in attacks if a not in paper.ATTACK_QUANTITY]:
+        return None
+    rows = [[c.method, str(c.n)] + [f"{pct(c.success[a])} / {pct(c.worst_case[a])} ({c.num_correct[a]})"
+                                     if a in c.success else "—" for a in attacks] for c in cs]
+    return D.Table(["method", "N", *attacks], rows,
+                   caption=f"{_ds(ds)}: every evaluation attack, success rate in % over restarts (the paper's) / "
+                           "worst case (any restart), with the attacked examples counted (correctly classified; "
+                           "for transfer, by both the source and the evaluated model).")
+
+
 def _paper_curve(ds: str, quantity: str, method: str, against_error: bool):
     s = paper.paper_series(ds, quantity, method)
     if s is None:
@@ -297,6 +312,9 @@ def write_report(records: Iterable[RunRecord], out_dir: str | Path, *, planned: 
         blocks.append(D.Para("No numbers: no runs finished."))
     for ds in C.datasets(cells):
         blocks.append(_numbers_table(ds, cells))
+        table = _attacks_table(ds, cells)
+        if table is not None:
+            blocks.append(table)
 
     paths["verdicts"] = out / "verdicts.json"
     atomic.write_text(paths["verdicts"], json.dumps(_jsonable(verdicts), indent=1, allow_nan=False) + "\n")

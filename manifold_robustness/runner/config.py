@@ -17,7 +17,11 @@ Fields (paper defaults; digest section in brackets):
 - ``adversarial``: ``eps`` 0.3, ``eta`` 0.3 and the inner attack's ``iterations`` 40 [§6.3].
 - ``eval``: ``test_examples`` (test error on this many test images), ``regular_examples`` 1000 and
   ``on_manifold_examples`` 2500 attacked test images, ``restarts`` 5, ``iterations`` 40,
-  ``batch`` (attack chunk; ~100 is fastest on CPU) [§5].
+  ``batch`` (attack chunk; ~100 is fastest on CPU) [§5]; ``attacks``: the image-space attacks,
+  ``linf`` (the paper's, default), ``l2`` (PGD, ε = 1.5), ``cw_l2`` (C&W, 120 iterations),
+  ``transfer`` (the L∞ attack crafted on a source model: ``transfer.examples`` 10k training
+  images, ``transfer.epochs`` 20, ``transfer.seed``, not one of the grid's) [§5.3]; every
+  manifold the setting prepares is attacked besides.
 - ``distances``: distance to the manifold for the runs of ``methods`` at ``sizes`` (empty: the
   largest N) and ``seeds``, on ``examples`` test images, measured on the first of the setting's
   manifolds (FONTS: the true one) [§5.4, Fig. 3].
@@ -64,7 +68,9 @@ def base(dataset: str) -> ml_collections.ConfigDict:
                                              weight_decay=1e-4, b1=0.5, b2=0.9, eval_batch_size=500))
     c.adversarial = ml_collections.ConfigDict(dict(eps=0.3, eta=0.3, iterations=40))
     c.eval = ml_collections.ConfigDict(dict(test_examples=10000, regular_examples=1000, on_manifold_examples=2500,
-                                            restarts=5, iterations=40, eps=0.3, eta=0.3, batch=100))
+                                            restarts=5, iterations=40, eps=0.3, eta=0.3, batch=100,
+                                            attacks=tuple(spec.paper_attacks),
+                                            transfer=dict(examples=10000, epochs=20, seed=1000)))
     c.distances = ml_collections.ConfigDict(dict(methods=("normal",) if spec.distances else (), sizes=(),
                                                  seeds=(0,), examples=1000))
     c.gallery = 8
@@ -76,9 +82,11 @@ def base(dataset: str) -> ml_collections.ConfigDict:
 def quick(c: ml_collections.ConfigDict, methods, sizes, *, attacked: int = 500,
           inner_iterations: int | None = None) -> ml_collections.ConfigDict:
     """The shared shape of the laptop presets: ``methods`` at ``sizes``, one seed, the test error on
-    2000 test images, ``attacked`` images per attack, and optionally fewer inner iterations of
-    adversarial training.  Returns ``c`` (changed in place)."""
+    2000 test images, ``attacked`` images per attack (the paper's L∞ attack and the on-manifold
+    ones; no L2 / C&W / transfer), and optionally fewer inner iterations of adversarial training.
+    Returns ``c`` (changed in place)."""
     c.methods = tuple(methods)
+    c.eval.attacks = ("linf",)
     c.sizes = tuple(sizes)
     c.seeds = (0,)
     if inner_iterations is not None:
@@ -95,8 +103,10 @@ def tiny(c: ml_collections.ConfigDict, methods, *, test_examples: int,
     mean nothing): ``methods`` at N ∈ {100, 200}, one seed, 2 epochs, 3 inner iterations, the test
     error on ``test_examples`` images, 20 attacked images with 2 restarts (of the paper's 40
     iterations unless the preset says otherwise), distances on ``distance_examples`` test images
-    and a gallery of 4.  Returns ``c`` (changed in place)."""
+    and a gallery of 4; the paper's L∞ attack and the on-manifold ones only.  Returns ``c``
+    (changed in place)."""
     c.methods = tuple(methods)
+    c.eval.attacks = ("linf",)
     c.sizes = (100, 200)
     c.seeds = (0,)
     c.train.epochs = 2
@@ -154,6 +164,7 @@ def check(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             raise ValueError(f"eval.{name} must be >= 1; got {c.eval[name]}")
     if c.eval.regular_examples > c.eval.test_examples or c.eval.on_manifold_examples > c.eval.test_examples:
         raise ValueError("eval.regular_examples and eval.on_manifold_examples must not exceed eval.test_examples")
+    _check_eval_attacks(c)
     unknown = [m for m in c.distances.methods if m not in c.methods]
     if unknown:
         raise ValueError(f"distances.methods {unknown} are not among the config's methods {tuple(c.methods)}")
@@ -162,6 +173,29 @@ def check(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                          f"({', '.join(spec.manifolds)}); set vaegan.on_learned=True (or add an on-manifold method), "
                          "or distances.methods=()")
     return c
+
+
+def _check_eval_attacks(c: ml_collections.ConfigDict) -> None:
+    from manifold_robustness.runner.records import REGULAR_KEYS
+
+    chosen = tuple(c.eval.attacks)
+    unknown = [a for a in chosen if a not in REGULAR_KEYS]
+    if unknown or len(set(chosen)) != len(chosen):
+        raise ValueError(f"eval.attacks {chosen}: each of {', '.join(REGULAR_KEYS)} at most once; "
+                         f"unknown: {', '.join(map(repr, unknown)) or 'none'} (on-manifold attacks run for every "
+                         "manifold the experiment prepares)")
+    if c.distances.methods and "linf" not in chosen:
+        raise ValueError("distances to the manifold measure the paper's L∞ adversarial examples: add linf to "
+                         "eval.attacks, or set distances.methods=()")
+    if "transfer" in chosen:
+        t = c.eval.transfer
+        for k in ("examples", "epochs"):
+            if isinstance(t[k], bool) or not isinstance(t[k], int) or t[k] < 1:
+                raise ValueError(f"eval.transfer.{k} must be a whole number >= 1; got {t[k]!r}")
+        if int(t.seed) in tuple(int(s) for s in c.seeds):
+            raise ValueError(f"eval.transfer.seed {t.seed} is one of the grid's seeds {tuple(c.seeds)}: the source "
+                             "model would be a model of the grid (normal training at N = eval.transfer.examples); "
+                             "choose another seed")
 
 
 def _check_counts(c: ml_collections.ConfigDict) -> None:

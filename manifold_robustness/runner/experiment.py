@@ -33,7 +33,7 @@ from manifold_robustness.runner.files import writable
 from manifold_robustness.runner.records import RunKey
 from manifold_robustness.runner.setting import Setting, _say
 from manifold_robustness.runner.store import ResultsStore
-from manifold_robustness.training import METHODS, MethodContext, TrainConfig, loop, trainer
+from manifold_robustness.training import METHODS, MethodContext, loop, trainer
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +138,7 @@ def _take(ds: data.Dataset, n: int) -> data.Dataset:
     return dataclasses.replace(ds, **fields)
 
 
-def train_config(c) -> TrainConfig:
-    return TrainConfig(**{k: c.train[k] for k in c.train.keys()})
+train_config = setting.train_config
 
 
 def method_context(c, s: Setting, method: str) -> MethodContext:
@@ -215,7 +214,7 @@ def run(c, root, *, shard_spec=None, progress: bool = True, mesh=None, say: Call
     s = setting.load_setting(c)  # the last check (sizes against the data): nothing is written before it
     store.open(config_lib.resolved(c))
     store.clean_leftovers(say)
-    setting.add_manifolds(c, s, store, progress, say)
+    setting.add_sources(c, setting.add_manifolds(c, s, store, progress, say), store, progress, say)
     attack_set = setting.eval_attacks(c, s)
     for g in todo:
         if stop_after is not None and counts["trained"] >= stop_after:
@@ -255,10 +254,11 @@ def _finish_run(c, s: Setting, store: ResultsStore, key: RunKey, result, i: int,
     k_attack, k_dist = jax.random.split(run_key(key))
     t0 = time.perf_counter()
     outs, summaries, arrays = {}, {}, {}
-    for j, (name, (attack, count, manifold)) in enumerate(attack_set.items()):
-        outs[name] = setting.attack_model(c, s, variables, jax.random.fold_in(k_attack, j), name, attack, count, manifold,
-                                          progress, mesh)
-        summaries[name] = setting.summarize_attack(outs[name], attack)
+    for name, e in attack_set.items():  # each attack's key from its name: adding an attack changes no other
+        k = jax.random.fold_in(k_attack, zlib.crc32(name.encode()) & 0x7FFFFFFF)
+        outs[name] = setting.attack_model(c, s, variables, k, name, e.attack, e.count,
+                                          e.manifold, progress, mesh, context=e.context)
+        summaries[name] = setting.summarize_attack(outs[name], e.attack)
         for f in ("success", "first_success", "l2", "linf", "correct", "index"):
             arrays[f"attacks/{name}/{f}"] = outs[name][f]
     first = next(iter(s.manifolds.values()), None)

@@ -11,7 +11,8 @@ images).  The runner writes them (``runner.store``); the report only reads them.
 - ``history``: {"loss": [epochs], "error": [epochs]}.
 - ``attacks``: {attack: summary} for attack in :data:`ATTACK_NAMES` that ran; summary:
   ``success_rate`` (the paper's: over correct examples × restarts), ``worst_case_success_rate``
-  (any restart), ``num_examples``, ``num_correct``, ``restarts``, ``eps``, ``iterations``,
+  (any restart), ``num_examples``, ``num_correct`` (the examples counted: classified correctly,
+  for ``transfer`` by both the source and the evaluated model), ``restarts``, ``eps``, ``iterations``,
   ``mean_l2`` / ``mean_linf`` (image-space norm of successful perturbations; None if none).
 - ``distances``: {group: summary} for group in :data:`DISTANCE_GROUPS` (``manifolds.measure.summarize``
   output; regular / on_manifold add ``ratio`` and ``angle`` summaries), or None.
@@ -38,7 +39,12 @@ import numpy as np
 
 from manifold_robustness.manifolds.protocol import KINDS
 
-ATTACK_NAMES = ("regular", *(k.attack_key for k in KINDS.values()), "transformation")
+# The image-space evaluation attacks a config chooses (``eval.attacks``) → the key of their results:
+# the paper's L∞ attack is "regular"; L2 PGD, C&W L2 and the transfer of the L∞ attack from a
+# held-out source model (paper §5.3) sit beside it.
+REGULAR_KEYS = {"linf": "regular", "l2": "regular_l2", "cw_l2": "regular_cw_l2", "transfer": "transfer"}
+ATTACK_NAMES = ("regular", *(k.attack_key for k in KINDS.values()), "transformation",
+                *(v for v in REGULAR_KEYS.values() if v != "regular"))
 DISTANCE_GROUPS = ("test", "regular", "on_manifold")
 
 

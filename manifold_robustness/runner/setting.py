@@ -1,8 +1,8 @@
 """What the runs of one config share, and how a model is attacked and measured in it (shell code).
 
 >>> s = setting.prepare(cfg, store)                    # data, classifier, the config's manifolds
->>> for name, (attack, count, m) in setting.eval_attacks(cfg, s).items(): ...
->>> out = setting.attack_model(cfg, s, variables, key, name, attack, count, m)
+>>> for name, e in setting.eval_attacks(cfg, s).items():
+...     out = setting.attack_model(cfg, s, variables, key, name, e.attack, e.count, e.manifold, context=e.context)
 
 A :class:`Setting` holds the splits, the classifier and the manifolds the config needs
 (:func:`manifold_robustness.runner.config.manifolds`), each with the per-example fields it reads
@@ -14,7 +14,7 @@ the dataset's spec (:mod:`manifold_robustness.data.specs`) and the manifold obje
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,15 +25,17 @@ from manifold_robustness.attacks import evaluate
 from manifold_robustness.data import specs
 from manifold_robustness.manifolds import measure, objects, protocol
 from manifold_robustness.runner import config as config_lib
+from manifold_robustness.runner import records
 from manifold_robustness.runner.store import ResultsStore
 
-REGULAR = "regular"  # the key of the regular (image-space) attack's results
+REGULAR = records.REGULAR_KEYS["linf"]  # the key of the paper's regular (image-space) attack's results
 
 
 @dataclasses.dataclass
 class Setting:
     """Everything the runs of one config share: data, classifier, manifolds (kind → object, in the
-    dataset's order), each manifold's per-example fields per split, compiled attacks."""
+    dataset's order), each manifold's per-example fields per split, compiled attacks and the
+    source models of transfer attacks."""
 
     spec: specs.DatasetSpec
     train: data.Dataset
@@ -43,6 +45,7 @@ class Setting:
     manifolds: dict[str, Any] = dataclasses.field(default_factory=dict)
     fields: dict[str, dict[str, dict[str, np.ndarray]]] = dataclasses.field(default_factory=dict)  # kind → split → f
     compiled: dict = dataclasses.field(default_factory=dict)
+    sources: dict[str, Any] = dataclasses.field(default_factory=dict)  # source models (variables), their data
 
     def manifold(self, kind: str | None, what: str):
         """The manifold ``kind`` of this setting (None → None); refused, naming the dataset's
@@ -78,8 +81,9 @@ def _say(text: str) -> None:
 
 
 def prepare(c, store: ResultsStore, progress: bool = True, say: Callable[[str], None] = _say) -> Setting:
-    """Load the data and build the config's manifolds (training or resuming VAE-GANs in the store)."""
-    return add_manifolds(c, load_setting(c), store, progress, say)
+    """Load the data and build the config's manifolds (training or resuming VAE-GANs in the store)
+    and the source models of its transfer attacks."""
+    return add_sources(c, add_manifolds(c, load_setting(c), store, progress, say), store, progress, say)
 
 
 def load_setting(c) -> Setting:
@@ -102,7 +106,14 @@ def load_setting(c) -> Setting:
     if test.images.shape[0] < max(c.eval.regular_examples, c.eval.on_manifold_examples):
         raise ValueError(f"{c.dataset} has only {test.images.shape[0]} test images; eval asks for more")
     clf, _ = models.create(c.model, train.images.shape[1:], train.num_classes, jax.random.key(0))
-    return Setting(spec, train, test, clf, spec.ranges(options))
+    s = Setting(spec, train, test, clf, spec.ranges(options))
+    if "transfer" in c.eval.attacks:  # the transfer source's training images (add_sources)
+        n = int(c.eval.transfer.examples)
+        s.sources["transfer_train"] = load("train", n, "eval.transfer.examples")
+        if len(s.sources["transfer_train"].labels) < n:
+            raise ValueError(f"eval.transfer.examples asks for {n} training images; {c.dataset} has "
+                             f"{len(s.sources['transfer_train'].labels)}: lower eval.transfer.examples")
+    return s
 
 
 def add_manifolds(c, s: Setting, store: ResultsStore, progress: bool = True,
@@ -122,16 +133,81 @@ def add_manifolds(c, s: Setting, store: ResultsStore, progress: bool = True,
     return s
 
 
+def train_config(c):
+    from manifold_robustness.training import TrainConfig
+
+    return TrainConfig(**{k: c.train[k] for k in c.train.keys()})
+
+
+TRANSFER_SOURCE = "transfer_source"  # its folder under the results root
+
+
+def add_sources(c, s: Setting, store: ResultsStore, progress: bool = True,
+                say: Callable[[str], None] = _say) -> Setting:
+    """The source model of the config's transfer attack, into ``s.sources`` (in place; returns
+    ``s``): normally trained on the first ``eval.transfer.examples`` training images for
+    ``eval.transfer.epochs`` epochs with seed ``eval.transfer.seed`` (none of the grid's), once per
+    results root — its last epoch's checkpoint stays in ``<root>/transfer_source`` and later runs
+    (and other workers, after waiting on its claim) load it from there."""
+    from manifold_robustness.training import trainer
+
+    if "transfer" not in c.eval.attacks:
+        return s
+    t = c.eval.transfer
+    n, train = int(t.examples), s.sources["transfer_train"]
+    cfg = dataclasses.replace(train_config(c), epochs=int(t.epochs))
+    folder = store.root / TRANSFER_SOURCE
+    with claims.wait(store.claim_path("transfer-source"), say=say):
+        say(f"transfer source: a normally trained {s.classifier.name} on {n} training images, {cfg.epochs} epochs, "
+            f"seed {int(t.seed)} (checkpoint in {folder})")
+        result = trainer.train(s.classifier, "normal", train, seeds=(int(t.seed),), config=cfg, checkpoint_dir=str(folder),
+                               run_config={"dataset": c.dataset, "data": config_lib.resolved(c)["data"], "role": "transfer source"},
+                               progress=progress)
+    s.sources["transfer"] = result.variables_for(0)
+    return s
+
+
 # -- attacks ------------------------------------------------------------------------------------
 
 
-def eval_attacks(c, s: Setting) -> dict[str, tuple[attacks.Attack, int, Any]]:
-    """result key → (attack, number of attacked test images, its manifold or None): the regular
-    L∞ attack, then each manifold's attack, in the setting's order."""
+class EvalAttack(NamedTuple):
+    """One evaluation attack of a setting: the attack, how many test images it attacks, the
+    manifold whose fields it reads (None: image space) and its context (the manifold's, or a
+    transfer attack's source model beside it)."""
+
+    attack: Any
+    count: int
+    manifold: Any = None
+    context: Any = None
+
+
+def _linf(c):
+    return attacks.make("linf", eps=float(c.eval.eps), iterations=int(c.eval.iterations), restarts=int(c.eval.restarts))
+
+
+# The image-space attacks a config may choose (``eval.attacks``): name -> the attack, from the
+# config and the setting.  L2 PGD takes its paper ε (1.5) from the registry and the config's
+# iterations and restarts; C&W keeps all of its paper settings (120 iterations, one restart);
+# transfer crafts the paper L∞ attack on the experiment's source model (:func:`add_sources`).
+# Each result is stored under ``records.REGULAR_KEYS[name]``.
+REGULAR_ATTACKS: dict[str, Callable[[Any, "Setting"], EvalAttack]] = {
+    "linf": lambda c, s: EvalAttack(_linf(c), int(c.eval.regular_examples)),
+    "l2": lambda c, s: EvalAttack(attacks.make("l2", iterations=int(c.eval.iterations), restarts=int(c.eval.restarts)),
+                                  int(c.eval.regular_examples)),
+    "cw_l2": lambda c, s: EvalAttack(attacks.make("cw_l2"), int(c.eval.regular_examples)),
+    "transfer": lambda c, s: EvalAttack(attacks.Transfer(_linf(c), s.classifier.logits_fn), int(c.eval.regular_examples),
+                                        context=(s.sources["transfer"], None)),
+}
+
+
+def eval_attacks(c, s: Setting) -> dict[str, EvalAttack]:
+    """result key → :class:`EvalAttack`: the config's image-space attacks (``eval.attacks``, the
+    paper's L∞ one first), then each manifold's attack, in the setting's order."""
+    out = {records.REGULAR_KEYS[name]: REGULAR_ATTACKS[name](c, s) for name in c.eval.attacks}
     common = dict(iterations=int(c.eval.iterations), restarts=int(c.eval.restarts))
-    out = {REGULAR: (attacks.make("linf", eps=float(c.eval.eps), **common), int(c.eval.regular_examples), None)}
     for m in s.manifolds.values():
-        out[m.attack_key] = (m.attack(float(c.eval.eta), **common), int(c.eval.on_manifold_examples), m)
+        out[m.attack_key] = EvalAttack(m.attack(float(c.eval.eta), **common), int(c.eval.on_manifold_examples), m,
+                                       m.context)
     return out
 
 
@@ -151,7 +227,7 @@ def _compiled_attack(s: Setting, name: str, attack: attacks.Attack):
         clean = attack.clean(batch, context)
         pred = jnp.argmax(jax.vmap(logits_fn)(res.x), axis=-1)
         return {"success": res.success, "first_success": res.first_success, "l2": res.l2, "linf": res.linf,
-                "correct": attacks.correct(logits_fn, clean, batch["label"]), "x": res.x, "clean": clean, "pred": pred}
+                "correct": attack.counted(logits_fn, batch, context), "x": res.x, "clean": clean, "pred": pred}
 
     s.compiled[name] = (attack, fn)
     return fn
@@ -161,12 +237,14 @@ PER_RESTART = ("success", "first_success", "l2", "linf", "x", "pred")  # outcome
 
 
 def attack_model(c, s: Setting, variables, key: jax.Array, name: str, attack: attacks.Attack, count: int,
-                 manifold=None, progress: bool = False, mesh=None) -> dict[str, np.ndarray]:
-    """Attack the first ``count`` test images (through ``manifold``'s fields and context when the
-    attack is on one) in chunks of ``eval.batch``, by :func:`attacks.evaluate.over_rows`."""
+                 manifold=None, progress: bool = False, mesh=None, context: Any = None) -> dict[str, np.ndarray]:
+    """Attack the first ``count`` test images (through ``manifold``'s fields when the attack is on
+    one) in chunks of ``eval.batch``, by :func:`attacks.evaluate.over_rows`.  ``context``: the
+    attack's (default: the manifold's).  ``correct`` holds the examples the attack counts."""
     fn = _compiled_attack(s, name, attack)
     kinds = () if manifold is None else (manifold.kind,)
-    context = None if manifold is None else manifold.context
+    if context is None and manifold is not None:
+        context = manifold.context
     chunk = min(int(c.eval.batch), count)
     # Inside the compiled program the attack's checks cannot see values: check every chunk here
     logits_fn = s.classifier.logits_fn(variables)
@@ -215,7 +293,7 @@ def measure_distances(c, s: Setting, variables, key: jax.Array, attack_set: dict
     rows = s.rows("test", (m.kind,), count)
     k_reg, k_on, k_proj = jax.random.split(key, 3)
     groups = measure.attacked_groups(m, s.classifier.logits_fn(variables), rows, (k_reg, k_on),
-                                     regular=attack_set[REGULAR][0], on_manifold=attack_set[m.attack_key][0])
+                                     regular=attack_set[REGULAR].attack, on_manifold=attack_set[m.attack_key].attack)
     by = s.compiled.setdefault(("projection", m.kind), measure.ProjectionMeasure(m))  # one compiled program for all runs
     rep = measure.measure_groups(groups, rows, by, by.params(m.context), k_proj, chunk=int(c.eval.batch) * 2)
     summary, arrays = rep.summary, rep.arrays()
