@@ -164,3 +164,24 @@ def test_fonts_paper_preset_trains_and_attacks_on_both_manifolds(preset, kinds):
     if "learned" in kinds:
         paper = vaegan.VAEGANConfig.paper("fonts")
         assert c.vaegan.epochs == 0 and (paper.train.epochs, paper.weight(0)) == (10, 3.0)  # 0: the paper's 10 epochs
+
+
+def test_every_shipped_preset_loads_and_passes_the_checks():
+    """Each preset of each shipped config is a valid config (checked in full, as `experiment run`
+    would before writing anything); the Fig. 7 presets hold what their docstrings say."""
+    import importlib
+
+    for name in config.known_experiments():
+        module = importlib.import_module(f"manifold_robustness.configs.{name}")
+        for preset in module.PRESETS:
+            c = config.load(f"{name}:{preset}")
+            assert c.dataset == name, (name, preset)
+            if preset == "paper":  # the paper attacks every dataset's models on a manifold
+                assert config.manifolds(c), name
+    combined = config.load("fonts:combined")
+    assert {"combined_true", "combined_learned"} <= set(combined.methods) and len(combined.seeds) == 3
+    assert config.manifolds(combined) == ("true", "learned")
+    resnet = config.load("fonts:resnet")
+    assert resnet.model == "resnet13" and max(resnet.sizes) == 900000 and resnet.train.epochs == 80
+    laptop = config.load("fonts:resnet_laptop")
+    assert laptop.model == "resnet13" and max(laptop.sizes) <= 2500

@@ -214,3 +214,51 @@ def test_paper_curves_pass_the_rules_for_claims_3_and_4(ds, attack):
     rho = v3["numbers"]["per_dataset"][ds]["numbers"]["parts"]["correlation"]["numbers"]["rho"]
     assert rho > claims.CLAIM3_MIN_RHO
     assert v3["verdict"] == "holds"
+
+
+def test_tradeoff_figure_has_one_point_per_model_beside_the_papers(tmp_path):
+    """Fig. 7 bottom: at the largest N two methods share, one point per model; FONTS' paper
+    points (its largest N) stand beside them."""
+    runs = [record("fonts", m, 5000, s, e + 0.01 * s, {"regular": r}) for m, e, r in
+            (("normal", 0.2, 0.97), ("regular_at", 0.3, 0.6), ("combined_true", 0.25, 0.75)) for s in (0, 1, 2)]
+    runs.append(record("fonts", "normal", 250, 0, 0.7, {"regular": 1.0}))  # a smaller N: not in the figure
+    rep = write_report(runs, tmp_path)
+    md = (tmp_path / "REPORT.md").read_text()
+    assert "Accuracy against regular robustness (paper Fig. 7 bottom)" in md and "at N = 5000" in md
+    assert rep.paths["tradeoff_fonts"].stat().st_size > 1000
+    theirs = paper.paper_tradeoff("fonts")
+    assert set(theirs) == {"normal", "regular_at", "combined_true", "combined_learned"}
+    assert theirs["regular_at"][0] > theirs["normal"][0] and theirs["regular_at"][1] < theirs["normal"][1]
+    assert paper.paper_tradeoff("fashion_mnist") is None
+    only_one = write_report([record("fonts", "normal", 5000, 0, 0.2, {"regular": 0.9})], tmp_path / "one")
+    assert "tradeoff_fonts" not in only_one.paths  # one method: nothing to trade off
+
+
+def test_paper_curves_follow_the_experiments_architecture(tmp_path):
+    """ResNet-13 runs stand beside the paper's ResNet-13 curve (Fig. 7 top); an architecture the
+    paper did not plot (the MLP) beside its main CNN's."""
+    assert paper.curve_model("resnet13") == "resnet13" and paper.curve_model("mlp") == paper.PAPER_MODEL
+    assert paper.paper_value("fonts", "test_error", "normal", 900000, "resnet13") == pytest.approx(0.0005)
+    assert paper.paper_value("fonts", "test_error", "normal", 1000, "resnet13") != paper.paper_value(
+        "fonts", "test_error", "normal", 1000)
+    assert not paper.has_curves("fonts", "regular_success", "resnet13")  # the paper gives only its endpoints
+    runs = [record("fonts", m, 1000, 0, 0.3, {"regular": 0.9}) for m in ("normal", "regular_at")]
+    write_report(runs, tmp_path, experiment={"config": {"model": "resnet13"}})
+    row = next(line for line in (tmp_path / "REPORT.md").read_text().splitlines() if line.startswith("| normal | 1000 "))
+    assert "| 33.4 |" in row  # the paper's ResNet-13 error at N = 1k, not its CNN's
+
+
+def test_mean_linf_of_successes_is_reported_beside_the_papers_celeba_values(tmp_path):
+    """CelebA's regular robustness (Fig. 8): the mean ‖δ‖∞ of successful perturbations per cell,
+    the mean over seeds, beside the paper's flat values."""
+    runs = []
+    for s, norm in ((0, 0.14), (1, 0.16)):
+        r = record("celeba", "normal", 1000, s, 0.1, {"regular": 0.5})
+        r.metrics["attacks"]["regular"]["mean_linf"] = norm
+        runs.append(r)
+    write_report(runs, tmp_path)
+    md = (tmp_path / "REPORT.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| normal | 1000 | 0.150 |"))
+    assert "0.152" in row  # the paper's
+    assert paper.paper_mean_linf("celeba")["adversarial_transformation"] == (0.153, 0.165)
+    assert paper.paper_mean_linf("fonts") is None

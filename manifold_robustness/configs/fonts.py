@@ -34,11 +34,42 @@ Presets (``python -m manifold_robustness experiment run --config fonts:<preset>`
 ``tiny``   For tests and notebooks: 100 fonts, N ∈ {100, 200}, normal / on-true AT (true manifold
            only), 2 epochs, 3 iterations, 20 attacked images.  Numbers mean nothing; it runs in
            about a minute.
+
+Paper Fig. 7 (the discussion's two experiments):
+
+``combined``        Fig. 7 bottom, controlling the trade-off: normal, regular AT and the two
+           combined trainings (50 % clean + 25 % regular + 25 % on-true / on-learned adversarial
+           examples) at N = 40k, 3 seeds (the paper's 3 models each), attacked on both manifolds.
+           Expected (paper): test error / regular success normal 6.7 % / 97 %, regular AT 12.8 % /
+           52 %, regular + on-true 10.8 % / 67 %, regular + on-learned 9.6 % / 77 %: combining buys
+           back accuracy for robustness.  The report's trade-off figure sets one point per model
+           beside the paper's.  Cost (estimated from the quick preset's per-epoch times, not
+           measured at this size): ~8 h on 2 CPU cores for the three adversarial methods, plus the
+           VAE-GANs on 1.12M images (hours); well under an hour on one GPU.
+``combined_quick``  The laptop version: normal, regular AT and regular + on-true AT at N = 5000,
+           3 seeds, true manifold only, 500 attacked images: the same three kinds of points at a
+           smaller N (expected: the combined model between the two in error and in regular
+           success).  Cost (estimated): ~25 min on 2 CPU cores.
+``resnet``          Fig. 7 top, sample complexity: ResNet-13, normal and regular AT, N from 1k to
+           900k (the paper's 14 sizes; FONTS has 1.12M training images), 80 epochs [code], one seed,
+           true-manifold attacks only, no distances.  Expected (paper): regular AT reaches normal
+           training's error with ~1.5–2× the data (AT 3.6 % at 20k ≈ normal 4.2 % at 10k; normal
+           33.4 % → 0.05 %, AT 23.7 % → 0.18 % from 1k to 900k); regular AT's regular success falls
+           66 % → ~8 %.  Cost, from XLA's FLOP count (0.67 GFLOP per forward pass, ~2 per training
+           image, ~29 with the 40-iteration inner attack on half the batch) over Σ N × 80 epochs =
+           247M image-steps: ~0.5 EFLOP for normal training and ~7 EFLOP for regular AT, i.e. about
+           3 days on one H200-class GPU at 40 % of its FP32 peak; out of reach on a CPU.
+``resnet_laptop``   The same curve at laptop size: N ∈ {1000, 2500}, 10 epochs, 5 inner
+           iterations, 500 attacked images.  Cost (FLOP estimate, ~50 GFLOP/s on 2 CPU cores): about
+           2 hours, most of it regular AT; minutes on a GPU.  It shows the small-N end of Fig. 7 top
+           (the paper's ResNet: regular AT *better* than normal training below ~5k images) with a
+           weaker inner attack than the paper's.
 """
 
 from manifold_robustness.runner import config as _config
 
-PRESETS = ("paper", "quick", "tiny")
+PRESETS = ("paper", "quick", "tiny", "combined", "combined_quick", "resnet", "resnet_laptop")
+RESNET_SIZES = (1000, 2000, 3000, 5000, 7500, 10000, 20000, 40000, 100000, 200000, 400000, 600000, 800000, 900000)
 
 
 def get_config(preset: str = "paper"):
@@ -54,6 +85,27 @@ def get_config(preset: str = "paper"):
         _config.tiny(c, ("normal", "on_true_manifold_at"), test_examples=200, distance_examples=10)
         c.vaegan.on_learned = False
         c.eval.iterations = 5
+    elif preset == "combined":
+        c.methods = ("normal", "regular_at", "combined_true", "combined_learned")
+        c.sizes, c.seeds = (40000,), (0, 1, 2)
+        c.eval.attacks = ("linf",)
+        c.distances.methods = ()
+    elif preset == "combined_quick":
+        _config.quick(c, ("normal", "regular_at", "combined_true"), (5000,))
+        c.seeds = (0, 1, 2)
+        c.vaegan.on_learned = False
+        c.distances.methods = ()
+    elif preset in ("resnet", "resnet_laptop"):
+        c.model = "resnet13"
+        c.methods = ("normal", "regular_at")
+        c.sizes, c.seeds = RESNET_SIZES, (0,)
+        c.train.epochs = 80
+        c.eval.attacks = ("linf",)
+        c.vaegan.on_learned = False
+        c.distances.methods = ()
+        if preset == "resnet_laptop":
+            _config.quick(c, c.methods, (1000, 2500), inner_iterations=5)
+            c.train.epochs = 10
     elif preset != "paper":
         raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     return c

@@ -137,6 +137,7 @@ class Cell:
     success_std: dict[str, float | None] = dataclasses.field(default_factory=dict)
     num_correct: dict[str, int] = dataclasses.field(default_factory=dict)
     worst_case: dict[str, float] = dataclasses.field(default_factory=dict)  # mean of the any-restart rates
+    mean_linf: dict[str, float] = dataclasses.field(default_factory=dict)  # mean ‖δ‖∞ of successes (Fig. 8)
 
 
 def aggregate(records: Iterable[RunRecord]) -> dict[tuple[str, str, int], Cell]:
@@ -156,6 +157,10 @@ def aggregate(records: Iterable[RunRecord]) -> dict[tuple[str, str, int], Cell]:
                 cell.num_correct[a] = int(sum((r.attack(a) or {}).get("num_correct") or 0 for r in runs))
                 worst = [r.success_rate(a, worst_case=True) for r in runs if r.success_rate(a) is not None]
                 cell.worst_case[a] = float(np.mean(worst))
+                norms = [(r.attack(a) or {}).get("mean_linf") for r in runs]
+                norms = [v for v in norms if v is not None]
+                if norms:
+                    cell.mean_linf[a] = float(np.mean(norms))
         cells[k] = cell
     return cells
 

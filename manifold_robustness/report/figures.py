@@ -4,7 +4,8 @@ error bars (std over seeds); the paper's are dashed and faint in the same colour
 - :func:`gallery` — paper Fig. 2: clean / regular adversarial / its perturbation / on-manifold
   adversarial / its perturbation, one row per test image;
 - :func:`curves` — paper Figs. 5 and 6: panels of one quantity against N (log-x) or against the
-  test error, per method.
+  test error, per method;
+- :func:`tradeoff` — paper Fig. 7 bottom: regular success against test error, one point per model.
 
 Distance histograms (Fig. 3) come from :func:`manifold_robustness.report.distances.plot_histograms`.
 """
@@ -91,6 +92,40 @@ def curves(panels: Sequence[Panel], path: str | Path, *, title: str | None = Non
         ax.legend(handles, labels, fontsize=6.5, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = atomic.save_figure(fig, path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def tradeoff(points: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | Path, *,
+             paper: Mapping[str, tuple[float, float]] | None = None, title: str | None = None) -> Path:
+    """Regular success against test error (fractions, shown in %): ``points`` method → (errors,
+    successes), one marker per model; ``paper`` method → (error, success), a hollow marker of the
+    same colour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    fig, ax = plt.subplots(figsize=(4.8, 3.8))
+    order = list(points) + [m for m in (paper or {}) if m not in points]
+    for m, (err, succ) in points.items():
+        ax.plot(100 * np.asarray(err, float), 100 * np.asarray(succ, float), "o", color=method_color(m, order),
+                ms=5, label=m)
+    for m, (err, succ) in (paper or {}).items():
+        ax.plot([100 * err], [100 * succ], "s", mfc="none", color=method_color(m, order), ms=8, mew=1.4,
+                label=None if m in points else m)
+    ax.set_xlabel("test error (%)")
+    ax.set_ylabel("regular success (%)")
+    ax.grid(alpha=0.25)
+    handles, labels = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], color="k", marker="o", ls=""), Line2D([], [], color="k", marker="s", mfc="none", ls="")]
+    labels += ["ours (one per model)", "paper"]
+    ax.legend(handles, labels, fontsize=6.5, frameon=False)
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     path = atomic.save_figure(fig, path, dpi=110)
     plt.close(fig)

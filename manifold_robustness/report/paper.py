@@ -22,6 +22,8 @@ import numpy as np
 
 QUANTITIES = ("test_error", "regular_success", "on_true_success", "on_learned_success", "on_data_success")
 
+PAPER_MODEL = "cnn"  # the architecture of a series without "model" (the paper's main experiments)
+
 # Attack (as named in run records) → paper quantity of its success rate.
 ATTACK_QUANTITY = {"regular": "regular_success", "on_true": "on_true_success", "on_learned": "on_learned_success",
                    "on_data": "on_data_success"}
@@ -36,37 +38,57 @@ def paper_data() -> dict:
 
 @functools.cache
 def _index() -> dict:
-    return {(s["dataset"], s["quantity"], s["method"]): s for s in paper_data()["series"]}
+    return {(s["dataset"], s["quantity"], s["method"], s.get("model", PAPER_MODEL)): s for s in paper_data()["series"]}
 
 
-def paper_series(dataset: str, quantity: str, method: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(N, value) of one paper curve, or None when the paper has no such curve."""
+def curve_model(model: str | None) -> str:
+    """The architecture whose paper curves stand beside runs of ``model``: itself where the paper
+    plotted it (ResNet-13, Fig. 7 top), else the paper's main CNN (its curves are the reference
+    for any other architecture too)."""
+    return model if any(a == model for *_, a in _index()) else PAPER_MODEL
+
+
+def paper_series(dataset: str, quantity: str, method: str, model: str = PAPER_MODEL) -> tuple[np.ndarray, np.ndarray] | None:
+    """(N, value) of one paper curve of ``model``'s architecture, or None when the paper has none."""
     if quantity not in QUANTITIES:
         raise ValueError(f"unknown quantity {quantity!r}; known: {QUANTITIES}")
-    s = _index().get((dataset, quantity, method))
+    s = _index().get((dataset, quantity, method, model))
     if s is None:
         return None
     return np.asarray(s["x"], np.int64), np.asarray(s["y"], np.float64)
 
 
-def has_curves(dataset: str, quantity: str) -> bool:
-    """Whether the paper shows ``quantity`` for ``dataset`` at all (for any method)."""
-    return any(d == dataset and q == quantity for d, q, _ in _index())
+def has_curves(dataset: str, quantity: str, model: str = PAPER_MODEL) -> bool:
+    """Whether the paper shows ``quantity`` for ``dataset`` and ``model`` at all (for any method)."""
+    return any(d == dataset and q == quantity and a == model for d, q, _, a in _index())
 
 
-def paper_source(dataset: str, quantity: str, method: str) -> str | None:
+def paper_source(dataset: str, quantity: str, method: str, model: str = PAPER_MODEL) -> str | None:
     """The figure a curve was read from, or None."""
-    s = _index().get((dataset, quantity, method))
+    s = _index().get((dataset, quantity, method, model))
     return None if s is None else s["source"]
 
 
-def paper_value(dataset: str, quantity: str, method: str, n: int) -> float | None:
+def paper_value(dataset: str, quantity: str, method: str, n: int, model: str = PAPER_MODEL) -> float | None:
     """The paper's value at exactly N = ``n`` (no interpolation), or None."""
-    s = paper_series(dataset, quantity, method)
+    s = paper_series(dataset, quantity, method, model)
     if s is None:
         return None
     hit = np.flatnonzero(s[0] == int(n))
     return float(s[1][hit[0]]) if hit.size else None
+
+
+def paper_tradeoff(dataset: str) -> dict[str, tuple[float, float]] | None:
+    """Fig. 7 bottom at the largest N: method → (test error, regular success), or None."""
+    t = paper_data().get("tradeoff", {}).get(dataset)
+    return None if t is None else {m: (float(v[0]), float(v[1])) for m, v in t["points"].items()}
+
+
+def paper_mean_linf(dataset: str) -> dict[str, tuple[float, float]] | None:
+    """Fig. 8: method → (low, high) of the mean ‖δ‖∞ of successful regular perturbations over N
+    (the paper's curves are flat), or None where the paper does not report it."""
+    t = paper_data().get("mean_linf", {}).get(dataset)
+    return None if t is None else {m: (float(v[0]), float(v[1])) for m, v in t["values"].items()}
 
 
 def paper_distances(dataset: str) -> dict | None:

@@ -103,22 +103,22 @@ def _what_ran(records, cells, planned, experiment) -> list:
     return blocks
 
 
-def _numbers_table(ds: str, cells) -> D.Table:
+def _numbers_table(ds: str, cells, model: str = paper.PAPER_MODEL) -> D.Table:
     cs = [c for c in cells.values() if c.dataset == ds]
     attacks = [a for a in ATTACK_NAMES if any(a in c.success for c in cs)]
     # a "paper" column only beside the attacks whose success the paper shows for this dataset
-    shown = {a for a in attacks if a in paper.ATTACK_QUANTITY and paper.has_curves(ds, paper.ATTACK_QUANTITY[a])}
+    shown = {a for a in attacks if a in paper.ATTACK_QUANTITY and paper.has_curves(ds, paper.ATTACK_QUANTITY[a], model)}
     header = ["method", "N", "seeds", "test error", "paper"]
     for a in attacks:
         header += [f"{a} success"] + (["paper"] if a in shown else [])
     rows = []
     for c in cs:
         row = [c.method, str(c.n), _seeds(c.seeds), _ours(c.test_error, c.test_error_std),
-               pct(paper.paper_value(ds, "test_error", c.method, c.n))]
+               pct(paper.paper_value(ds, "test_error", c.method, c.n, model))]
         for a in attacks:
             row.append(_ours(c.success.get(a), c.success_std.get(a)))
             if a in shown:
-                row.append(pct(paper.paper_value(ds, paper.ATTACK_QUANTITY[a], c.method, c.n)))
+                row.append(pct(paper.paper_value(ds, paper.ATTACK_QUANTITY[a], c.method, c.n, model)))
         rows.append(row)
     return D.Table(header, rows, caption=f"{_ds(ds)}: test error and attack success rates in % (ours: mean ± std over "
                    "seeds), each next to the paper's value at the same N (— where the paper has none).")
@@ -139,20 +139,39 @@ def _attacks_table(ds: str, cells) -> D.Table | None:
                            "for transfer, by both the source and the evaluated model).")
 
 
-def _paper_curve(ds: str, quantity: str, method: str, against_error: bool):
-    s = paper.paper_series(ds, quantity, method)
+def _norm_table(ds: str, cells) -> D.Table | None:
+    """Regular robustness as the mean ‖δ‖∞ of successful regular perturbations (the paper's
+    measure on CelebA, Fig. 8), beside the paper's where it reports it; None when no run has one."""
+    cs = [c for c in cells.values() if c.dataset == ds and "regular" in c.mean_linf]
+    if not cs:
+        return None
+    theirs = paper.paper_mean_linf(ds) or {}
+
+    def paper_cell(m):
+        lo, hi = theirs.get(m, (None, None))
+        return "—" if lo is None else (f"{lo:.3f}" if lo == hi else f"{lo:.3f}–{hi:.3f}")
+
+    rows = [[c.method, str(c.n), f"{c.mean_linf['regular']:.3f}", paper_cell(c.method)] for c in cs]
+    return D.Table(["method", "N", "mean ‖δ‖∞ of successes", "paper (all N)"], rows,
+                   caption=f"{_ds(ds)}: regular robustness as the mean L∞ norm of successful regular perturbations "
+                           "(larger: the model needs larger perturbations; ε bounds it)"
+                           + (", the paper's measure here (Fig. 8; its curves are flat in N)." if theirs else "."))
+
+
+def _paper_curve(ds: str, quantity: str, method: str, against_error: bool, model: str = paper.PAPER_MODEL):
+    s = paper.paper_series(ds, quantity, method, model)
     if s is None:
         return None, None
     if not against_error:
         return s
-    e = paper.paper_series(ds, "test_error", method)
+    e = paper.paper_series(ds, "test_error", method, model)
     if e is None:
         return None, None
     common, ia, ib = np.intersect1d(e[0], s[0], return_indices=True)
     return e[1][ia], s[1][ib]
 
 
-def _panel(ds, cells, title, quantity, attack, against_error) -> figures.Panel:
+def _panel(ds, cells, title, quantity, attack, against_error, model: str = paper.PAPER_MODEL) -> figures.Panel:
     curves = []
     for m in sorted({c.method for c in cells.values() if c.dataset == ds}):
         s = C._series(cells, ds, m, attack)
@@ -161,7 +180,7 @@ def _panel(ds, cells, title, quantity, attack, against_error) -> figures.Panel:
         else:
             y, err = [c.success[attack] for c in s], [c.success_std.get(attack) for c in s]
         x = [c.test_error for c in s] if against_error else [c.n for c in s]
-        px, py = _paper_curve(ds, quantity, m, against_error) if quantity else (None, None)
+        px, py = _paper_curve(ds, quantity, m, against_error, model) if quantity else (None, None)
         if s or px is not None:
             curves.append(figures.Curve(m, x, y, [np.nan if e is None else e for e in err], px, py))
     ylabel = "test error" if attack is None else f"{attack} success rate"
@@ -247,6 +266,8 @@ def write_report(records: Iterable[RunRecord], out_dir: str | Path, *, planned: 
     verdicts = C.verdicts(records, cells)
     paths: dict[str, Path] = {}
     dsets = sorted({r.key.dataset for r in records})
+    # the paper curves beside ours: of the experiment's architecture where the paper plotted it
+    model = paper.curve_model(((experiment or {}).get("config") or {}).get("model"))
 
     blocks: list = [D.Heading(title, 1), D.Para(
         "Stutz, Hein & Schiele (CVPR 2019) claim that (1) regular adversarial examples leave the data manifold, (2) "
@@ -296,25 +317,28 @@ def write_report(records: Iterable[RunRecord], out_dir: str | Path, *, planned: 
         for ds in C.datasets(cells):
             if claim == "claim3":
                 attack = C.on_manifold_attack(ds, cells)
-                panels = [_panel(ds, cells, "test error vs N", "test_error", None, False),
-                          _panel(ds, cells, f"{attack} success vs test error", paper.ATTACK_QUANTITY[attack], attack, True)]
+                panels = [_panel(ds, cells, "test error vs N", "test_error", None, False, model),
+                          _panel(ds, cells, f"{attack} success vs test error", paper.ATTACK_QUANTITY[attack], attack, True,
+                                 model)]
             else:
-                panels = [_panel(ds, cells, "regular success vs N", "regular_success", "regular", False),
-                          _panel(ds, cells, "regular success vs test error", "regular_success", "regular", True)]
+                panels = [_panel(ds, cells, "regular success vs N", "regular_success", "regular", False, model),
+                          _panel(ds, cells, "regular success vs test error", "regular_success", "regular", True, model)]
             if not any(len(c.x) for p in panels for c in p.curves):
                 continue
             name = f"{claim}_{ds}"
             paths[name] = figures.curves(panels, out / f"{name}.png", title=f"{_ds(ds)} (paper: dashed)")
             blocks.append(D.Image(paths[name], f"{_ds(ds)} {claim}"))
 
+    blocks += _tradeoff_blocks(records, out, paths)
+
     blocks.append(D.Heading("Numbers next to the paper's"))
     if not cells:
         blocks.append(D.Para("No numbers: no runs finished."))
     for ds in C.datasets(cells):
-        blocks.append(_numbers_table(ds, cells))
-        table = _attacks_table(ds, cells)
-        if table is not None:
-            blocks.append(table)
+        blocks.append(_numbers_table(ds, cells, model))
+        for table in (_attacks_table(ds, cells), _norm_table(ds, cells)):
+            if table is not None:
+                blocks.append(table)
 
     paths["verdicts"] = out / "verdicts.json"
     atomic.write_text(paths["verdicts"], json.dumps(_jsonable(verdicts), indent=1, allow_nan=False) + "\n")
@@ -323,6 +347,35 @@ def write_report(records: Iterable[RunRecord], out_dir: str | Path, *, planned: 
     paths["html"] = out / "report.html"
     atomic.write_text(paths["html"], D.to_html(blocks, title))
     return Report(paths=paths, verdicts=verdicts)
+
+
+def _tradeoff_blocks(records, out: Path, paths: dict) -> list:
+    """Paper Fig. 7 bottom: regular success against test error, one point per model, at the
+    largest N that two or more methods share (the paper's points beside ours where it has them)."""
+    blocks: list = []
+    for ds in sorted({r.key.dataset for r in records}):
+        runs = [r for r in records if r.key.dataset == ds and r.success_rate("regular") is not None
+                and r.metrics.get("test_error") is not None]
+        by_n: dict[int, set] = {}
+        for r in runs:
+            by_n.setdefault(int(r.key.n), set()).add(r.key.method)
+        shared = [n for n, ms in by_n.items() if len(ms) >= 2]
+        if not shared:
+            continue
+        n = max(shared)
+        points: dict[str, tuple[list, list]] = {}
+        for r in sorted((r for r in runs if r.key.n == n), key=lambda r: r.key):
+            e, s = points.setdefault(r.key.method, ([], []))
+            e.append(r.metrics["test_error"])
+            s.append(r.success_rate("regular"))
+        theirs = paper.paper_tradeoff(ds)
+        if not blocks:
+            blocks.append(D.Heading("Accuracy against regular robustness (paper Fig. 7 bottom)"))
+        name = f"tradeoff_{ds}"
+        paths[name] = figures.tradeoff(points, out / f"{name}.png", paper=theirs,
+                                       title=f"{_ds(ds)}, N = {n}" + (" (paper: its largest N)" if theirs else ""))
+        blocks.append(D.Image(paths[name], f"{_ds(ds)}: regular success against test error at N = {n}"))
+    return blocks
 
 
 def _jsonable(o):
