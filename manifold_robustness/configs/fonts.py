@@ -43,13 +43,13 @@ Paper Fig. 7 (the discussion's two experiments):
            Expected (paper): test error / regular success normal 6.7 % / 97 %, regular AT 12.8 % /
            52 %, regular + on-true 10.8 % / 67 %, regular + on-learned 9.6 % / 77 %: combining buys
            back accuracy for robustness.  The report's trade-off figure sets one point per model
-           beside the paper's.  Cost (estimated from the quick preset's per-epoch times, not
-           measured at this size): ~8 h on 2 CPU cores for the three adversarial methods, plus the
-           VAE-GANs on 1.12M images (hours); well under an hour on one GPU.
+           beside the paper's.  Cost (estimated, not measured at this size: on-true AT at N = 5000
+           trained in 279 s on the slower 2-core CPU, scaled by N and by 3 seeds): ~6–8 h on 2 CPU
+           cores for the three adversarial methods, plus the VAE-GANs on 1.12M images (hours).
 ``combined_quick``  The laptop version: normal, regular AT and regular + on-true AT at N = 5000,
            3 seeds, true manifold only, 500 attacked images: the same three kinds of points at a
            smaller N (expected: the combined model between the two in error and in regular
-           success).  Cost (estimated): ~25 min on 2 CPU cores.
+           success).  Cost (estimated the same way): ~25 min on 2 CPU cores.
 ``resnet``          Fig. 7 top, sample complexity: ResNet-13, normal and regular AT, N from 1k to
            900k (the paper's 14 sizes; FONTS has 1.12M training images), 80 epochs [code], one seed,
            true-manifold attacks only, no distances.  Expected (paper): regular AT reaches normal
