@@ -42,6 +42,7 @@ def get_config(preset: str = "paper"):
         _config.quick(c, ("normal", "regular_at", "on_learned_manifold_at"), (500, 2000, 10000), inner_iterations=10)
         c.distances.examples = 300
         c.vaegan.epochs = 3
+        c.vaegan.channels = 32
     elif preset == "tiny":
         # the paper's 40 attack iterations: fewer leave a small ε-step unused (no successes)
         _config.tiny(c, ("normal", "on_learned_manifold_at"), test_examples=100, distance_examples=40)
