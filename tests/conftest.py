@@ -205,3 +205,64 @@ def assert_decisions_agree(success, logits, labels, rtol: float = 1e-4):
     clear = np.abs(margin) > rtol * float(jnp.abs(logits).max())
     np.testing.assert_array_equal(np.asarray(success)[clear], (margin < 0)[clear])
     return int(clear.sum())
+
+
+def write_emnist_like(folder: Path, sizes: dict[str, int]) -> Path:
+    """EMNIST digits' four gzip idx files in ``folder``, with the content of
+    :func:`write_fashion_like` (labels i % 10, a grey square by label), each image stored
+    transposed as NIST ships them."""
+    from manifold_robustness.data import idx
+
+    fashion = write_fashion_like(folder / ".upright", sizes)
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images = idx.read(fashion / f"{prefix}-images-idx3-ubyte.gz")
+        idx.write(folder / f"emnist-digits-{split}-images-idx3-ubyte.gz", images.transpose(0, 2, 1))
+        idx.write(folder / f"emnist-digits-{split}-labels-idx1-ubyte.gz", idx.read(fashion / f"{prefix}-labels-idx1-ubyte.gz"))
+    return folder
+
+
+CELEBA_ATTRIBUTES = (
+    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
+    "Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup "
+    "High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose "
+    "Receding_Hairline Rosy_Cheeks Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat "
+    "Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young"
+).split()
+
+
+def celeba_grey(i: int) -> int:
+    """The grey level of image ``i``'s square in :func:`write_celeba_like` (encodes the row)."""
+    return 10 + (12 * i) % 230
+
+
+def celeba_attribute_text(names: list[str], rows: list[tuple[str, list[int]]]) -> str:
+    """list_attr_celeba.txt's layout: count, names, then '000001.jpg -1  1 ...' (values 2 wide)."""
+    lines = [str(len(rows)), " ".join(names) + " "]
+    lines += [f"{name} " + " ".join(f"{v:2d}" for v in values) for name, values in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_celeba_like(folder: Path, partition, male) -> Path:
+    """CelebA's official files for ``len(partition)`` aligned 178×218 JPEGs (``partition``: 0
+    train, 1 val, 2 test per image; ``male``: ±1 per image): a white 8-pixel frame (cropped away),
+    a grey square encoding the row with a red upper-left quarter, and the attribute and partition
+    files."""
+    from PIL import Image
+
+    images = folder / "img_align_celeba"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, part in enumerate(partition):
+        img = np.zeros((218, 178, 3), np.uint8)
+        img[:8], img[-8:], img[:, :8], img[:, -8:] = 255, 255, 255, 255
+        img[60:160, 40:140] = celeba_grey(i)
+        img[60:110, 40:90] = (255, 0, 0)
+        name = f"{i + 1:06d}.jpg"
+        Image.fromarray(img).save(images / name, quality=95)
+        values = [int(v) for v in rng.choice([-1, 1], size=len(CELEBA_ATTRIBUTES))]
+        values[CELEBA_ATTRIBUTES.index("Male")] = int(male[i])
+        rows.append((name, values))
+    (folder / "list_attr_celeba.txt").write_text(celeba_attribute_text(CELEBA_ATTRIBUTES, rows))
+    (folder / "list_eval_partition.txt").write_text("".join(f"{n} {p}\n" for (n, _), p in zip(rows, partition)))
+    return folder

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_fashion_like
+from conftest import celeba_attribute_text, celeba_grey, write_celeba_like, write_fashion_like
 from manifold_robustness import data
 from manifold_robustness.data import celeba, idx, idx_datasets
 
@@ -210,55 +210,13 @@ def test_names_splits_and_arguments_are_validated(small_fashion):
 # ---------------------------------------------------------------------------------------------
 # CelebA
 
-ATTRIBUTES = (
-    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
-    "Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup "
-    "High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose "
-    "Receding_Hairline Rosy_Cheeks Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat "
-    "Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young"
-).split()
 PARTITION = [0, 0, 2, 0, 0, 1, 0, 0, 2, 0, 0, 0, 1, 0, 2, 0, 0, 2, 0, 1]  # 16 train + val, 4 test
 MALE = [1 if i % 3 == 0 else -1 for i in range(len(PARTITION))]
 
 
-def _grey(i: int) -> int:
-    return 10 + 12 * i
-
-
-def _attribute_text(names: list[str], rows: list[tuple[str, list[int]]]) -> str:
-    """list_attr_celeba.txt's layout: count, names, then '000001.jpg -1  1 ...' (values 2 wide)."""
-    lines = [str(len(rows)), " ".join(names) + " "]
-    lines += [f"{name} " + " ".join(f"{v:2d}" for v in values) for name, values in rows]
-    return "\n".join(lines) + "\n"
-
-
-def _write_celeba(folder: Path) -> Path:
-    """20 aligned 178×218 JPEGs: white 8-pixel frame (cropped away), a grey square encoding the
-    index with a red upper-left quarter, and the two annotation files."""
-    from PIL import Image
-
-    images = folder / "img_align_celeba"
-    images.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    rows = []
-    for i, part in enumerate(PARTITION):
-        img = np.zeros((218, 178, 3), np.uint8)
-        img[:8], img[-8:], img[:, :8], img[:, -8:] = 255, 255, 255, 255
-        img[60:160, 40:140] = _grey(i)
-        img[60:110, 40:90] = (255, 0, 0)
-        name = f"{i + 1:06d}.jpg"
-        Image.fromarray(img).save(images / name, quality=95)
-        values = [int(v) for v in rng.choice([-1, 1], size=len(ATTRIBUTES))]
-        values[ATTRIBUTES.index("Male")] = MALE[i]
-        rows.append((name, values))
-    (folder / "list_attr_celeba.txt").write_text(_attribute_text(ATTRIBUTES, rows))
-    (folder / "list_eval_partition.txt").write_text("".join(f"{n} {p}\n" for (n, _), p in zip(rows, PARTITION)))
-    return folder
-
-
 @pytest.fixture()
 def celeba_dir(tmp_path) -> Path:
-    return _write_celeba(tmp_path / "celeba")
+    return write_celeba_like(tmp_path / "celeba", PARTITION, MALE)
 
 
 def test_celeba_is_resized_cropped_and_labelled_male(celeba_dir, tmp_path):
@@ -274,7 +232,7 @@ def test_celeba_is_resized_cropped_and_labelled_male(celeba_dir, tmp_path):
     # The white frame is cropped away, the red quarter is upper left, the grey square encodes the row.
     assert img[:, 0].max() < 40 and img[:, -1].max() < 40 and img[:, :, 0].max() < 40 and img[:, :, -1].max() < 40
     np.testing.assert_allclose(img[:, 21, 17], [[255, 0, 0]] * 4, atol=12)
-    np.testing.assert_allclose(img[:, 36, 32, 1], [_grey(i) for i in test_rows], atol=6)
+    np.testing.assert_allclose(img[:, 36, 32, 1], [celeba_grey(i) for i in test_rows], atol=6)
     assert 0.0 <= train.images.min() and train.images.max() <= 1.0
 
 
@@ -283,7 +241,7 @@ def test_celeba_first90_split_and_limit(celeba_dir, tmp_path):
     cfg = data.CelebAConfig(split="first90")
     train, test = (data.load("celeba", s, config=cfg, **kw) for s in ("train", "test"))
     assert (len(train), len(test)) == (18, 2)
-    np.testing.assert_allclose(test.images[:, 36, 32, 1].astype(int), [_grey(18), _grey(19)], atol=6)
+    np.testing.assert_allclose(test.images[:, 36, 32, 1].astype(int), [celeba_grey(18), celeba_grey(19)], atol=6)
     first = data.load("celeba", "train", limit=3, **kw)
     assert first.labels.tolist() == [1, 0, 1]  # official train rows 0, 1, 3
     smiling = data.load("celeba", "train", config=data.CelebAConfig(attribute="Smiling"), **kw)
@@ -294,7 +252,7 @@ def test_celeba_first90_split_and_limit(celeba_dir, tmp_path):
 
 def test_male_is_found_by_name_not_position():
     names = ["Young", "Male", "Smiling"]
-    text = _attribute_text(names, [("000001.jpg", [1, -1, 1]), ("000002.jpg", [-1, 1, -1])])
+    text = celeba_attribute_text(names, [("000001.jpg", [1, -1, 1]), ("000002.jpg", [-1, 1, -1])])
     parsed_names, files, values = celeba.parse_attributes(text)
     assert parsed_names == names and files == ["000001.jpg", "000002.jpg"]
     assert values[:, parsed_names.index("Male")].tolist() == [0, 1] and values.dtype == np.uint8

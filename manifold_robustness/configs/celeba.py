@@ -12,11 +12,14 @@ perturbations (``attacks.regular.mean_linf``), is flat in N (~0.15; regular AT ~
 VAE-GANs' latent size is ``vaegan.latent_dim``: 10 as in the paper (the default), 25 as in the
 original code.  ``quick`` — N ∈ {500, 2000}, normal / regular AT, one seed, 200 attacked images,
 no learned manifold (``-o vaegan.on_learned=True`` adds its attack, after the VAE-GANs' training).
+``tiny`` — for tests and notebooks: N ∈ {100, 200}, normal / on-learned AT, 2 epochs, 3 inner
+iterations, 20 attacked images with 2 restarts, the 4-layer VAE-GANs at 8 channels for 1 epoch.
+Numbers mean nothing.
 """
 
 from manifold_robustness.runner import config as _config
 
-PRESETS = ("paper", "quick")
+PRESETS = ("paper", "quick", "tiny")
 
 
 def get_config(preset: str = "paper"):
@@ -24,6 +27,10 @@ def get_config(preset: str = "paper"):
     if preset == "quick":
         _config.quick(c, ("normal", "regular_at"), (500, 2000), attacked=200, inner_iterations=10)
         c.vaegan.on_learned = False
+    elif preset == "tiny":
+        _config.tiny(c, ("normal", "on_learned_manifold_at"), test_examples=20, distance_examples=1)
+        c.vaegan.epochs = 1
+        c.vaegan.channels = 8
     elif preset != "paper":
         raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     return c

@@ -13,6 +13,10 @@ Its image-space attacks are the supplement's four (``eval.attacks``): L∞, L2 P
 (200 + 200 + 120 + 200 iteration-restarts per image, plus the source's training).
 ``quick`` — N ∈ {500, 2000, 10000}, normal / regular AT / on-learned AT, one seed, VAE-GANs for
 2 epochs, 10 inner iterations, 500 attacked images.
+``tiny`` — for tests and notebooks (the shape of ``fashion_mnist:tiny``): N ∈ {100, 200}, normal /
+on-learned AT, 2 epochs, 3 inner iterations, 20 attacked images with 2 restarts of 40
+iterations, VAE-GANs of 8 channels for 1 epoch, distances on 40 test images.  Numbers mean
+nothing; on a generated 300-image folder it runs in about a minute.
 
 Both measure claim 1 on the learned manifold: distances of test images and their regular and
 on-learned adversarial examples by projection onto the class VAE-GANs, for the normal model at
@@ -22,7 +26,7 @@ neighbours among the training images in a 40-component PCA space, "point" and "m
 
 from manifold_robustness.runner import config as _config
 
-PRESETS = ("paper", "quick")
+PRESETS = ("paper", "quick", "tiny")
 
 
 def get_config(preset: str = "paper"):
@@ -31,6 +35,10 @@ def get_config(preset: str = "paper"):
         _config.quick(c, ("normal", "regular_at", "on_learned_manifold_at"), (500, 2000, 10000), inner_iterations=10)
         c.distances.examples = 300
         c.vaegan.epochs = 2
+    elif preset == "tiny":
+        _config.tiny(c, ("normal", "on_learned_manifold_at"), test_examples=100, distance_examples=40)
+        c.vaegan.epochs = 1
+        c.vaegan.channels = 8
     elif preset != "paper":
         raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     return c

@@ -91,6 +91,24 @@ def paper_mean_linf(dataset: str) -> dict[str, tuple[float, float]] | None:
     return None if t is None else {m: (float(v[0]), float(v[1])) for m, v in t["values"].items()}
 
 
+MANIFOLD_MEASURE = "manifold"  # the manifold's own distance (true or learned projection)
+
+
+def paper_distances_by_measure(dataset: str) -> dict[str, dict[str, dict]]:
+    """Fig. 3 statistics by the measure they were taken with: ``"manifold"`` (the manifold's own
+    distance), ``"knn_point"`` / ``"knn_mean"`` (the k-NN local subspace, as our
+    ``distances_knn_<center>``) → group → {mean, median, …}; empty where the paper gives none."""
+    p = paper_distances(dataset) or {}
+    groups = ("test", "regular", "on_manifold")
+    out: dict[str, dict[str, dict]] = {}
+    blocks = [p] + [v for v in p.values() if isinstance(v, dict) and "measure" in v]
+    for b in blocks:
+        stats = {g: (b[g] if isinstance(b[g], dict) else {"mean": float(b[g])}) for g in groups if g in b}
+        if stats:
+            out[b.get("measure", MANIFOLD_MEASURE)] = stats
+    return out
+
+
 def paper_distances(dataset: str) -> dict | None:
     """Fig. 3 statistics for ``dataset`` (group → {mean, median, q05, q95, min, max, count} where
     the paper gives them; ``source``; ``manifold``), or None."""
