@@ -154,7 +154,8 @@ def test_knn_measure_needs_no_decoder(center):
     assert np.all((rep.angle["regular"] >= 0) & (rep.angle["regular"] <= 90))
 
 
-@pytest.mark.parametrize("preset, kinds", [("paper", ("true", "learned")), ("quick", ("true",)), ("tiny", ("true",))])
+@pytest.mark.parametrize("preset, kinds", [("paper", ("true", "learned")), ("quick", ("true",)), ("tiny", ("true",)),
+                                           ("learned_quick", ("true", "learned"))])
 def test_fonts_paper_preset_trains_and_attacks_on_both_manifolds(preset, kinds):
     """The paper's FONTS grid has on-learned AT and attacks every model on the true and the learned
     manifold (class VAE-GANs with the paper's FONTS settings); the laptop presets stay on the true one."""
