@@ -20,7 +20,6 @@ def _source_correct(c, root, rows):
     """The stored transfer source's correct mask on the first ``rows`` test images (loaded from
     its checkpoint, as a second worker or a resumed experiment would)."""
     from manifold_robustness import attacks
-    from manifold_robustness.training.checkpoints import CheckpointStore
 
     s = setting.load_setting(c)
     meta = json.loads((root / setting.TRANSFER_SOURCE / "config.json").read_text())

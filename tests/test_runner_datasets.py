@@ -1,15 +1,17 @@
-"""The ``tiny`` presets of EMNIST and CelebA end to end on generated files in the official formats
-(the real ones cannot be downloaded here): class VAE-GANs, on-learned AT and attacks, the report.
-(Fashion-MNIST's: ``test_runner.py``.)"""
+"""The ``tiny`` presets of Fashion-MNIST, EMNIST and CelebA end to end on generated files in the
+official formats (the real ones cannot be downloaded here): class and class-agnostic VAE-GANs,
+on-manifold AT and attacks, claim 1 on the learned manifold, the report."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 
+import pytest
+
 from manifold_robustness import cli
 from manifold_robustness.report import paper
-from manifold_robustness.runner import store
+from manifold_robustness.runner import config, store
 from manifold_robustness.runner.records import RunKey
 
 
@@ -68,3 +70,45 @@ def test_tiny_celeba_experiment_with_the_4_layer_vaegans(tmp_path, capsys):
                      "--results", str(tmp_path / "x"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "cannot run on 'celeba'" in err and "agnostic" in err  # refused, naming CelebA's manifolds
+
+
+def test_tiny_fashion_mnist_experiment_measures_claim1_on_the_learned_manifold(tmp_path, monkeypatch, capsys):
+    """fashion_mnist:tiny on a generated idx folder through the CLI, with on-data training added:
+    class VAE-GANs and one class-agnostic VAE-GAN (stored apart), on-data training, on-learned and
+    on-data attacks (on-data with η = 0.1), distances by projection onto the learned manifold, and
+    a claim-1 verdict from them.  (On-learned training through the runner: the FONTS test above.)"""
+    import dataclasses
+
+    from conftest import write_fashion_like
+    from manifold_robustness.data import idx_datasets
+
+    sizes = {"train": 200, "test": 100}
+    monkeypatch.setitem(idx_datasets.SPECS, "fashion_mnist", dataclasses.replace(idx_datasets.FASHION_MNIST, sizes=sizes))
+    folder = write_fashion_like(tmp_path / "fashion", sizes)
+    root = tmp_path / "fmnist"
+    args = ["--config", "fashion_mnist:tiny", "-o", "model=mlp", "-o", f"data.source_dir={folder}", "-o", "train.epochs=30",
+            "-o", "methods=normal,on_data_manifold_at", "-o", "sizes=200"]  # claim 1 needs one N
+    assert cli.main(["experiment", "run", *args, "--results", str(root), "--quiet"]) == 0
+    st = store.ResultsStore(root)
+    rec = st.record(RunKey("fashion_mnist", "normal", 200, 0))
+    assert set(rec.metrics["attacks"]) == {"regular", "on_learned", "on_data"}
+    on_data = st.record(RunKey("fashion_mnist", "on_data_manifold_at", 200, 0)).metrics["attacks"]["on_data"]
+    assert on_data["eps"] == pytest.approx(config.load("fashion_mnist:tiny").eval.eta)
+    assert json.loads((root / "vaegan" / "config.json").read_text())["classes"] == list(range(10))
+    assert json.loads((root / "vaegan_agnostic" / "config.json").read_text())["classes"] is None
+    assert rec.metrics["distances"]["test"]["count"] == 40 and "gallery/on_manifold" in rec.arrays
+    knn = rec.metrics["distances"]["knn"]  # the k-NN local subspace, both centrings, from the same examples
+    assert set(knn) == {"point", "mean"} and knn["point"]["test"]["max"] == 0.0 and knn["mean"]["test"]["min"] > 0
+    assert knn["point"]["regular"]["count"] == rec.metrics["distances"]["regular"]["count"]
+    assert rec.arrays["distances_knn_mean/regular/distance"].shape == rec.arrays["distances/regular/distance"].shape
+    assert cli.main(["report", "--results", str(root)]) == 0
+    claim1 = json.loads((root / "report" / "verdicts.json").read_text())["claim1"]
+    assert claim1["numbers"]["per_dataset"]["fashion_mnist"]["verdict"] != "not enough data", claim1["reason"]
+    assert set(claim1["numbers"]["per_dataset"]["fashion_mnist"]["numbers"]["other_measures"]) == \
+        {"distances_knn_point", "distances_knn_mean"}
+    assert (root / "report" / "claim1_knn_point_fashion_mnist.png").stat().st_size > 1000
+    md = (root / "report" / "REPORT.md").read_text().splitlines()
+    header = next(line for line in md if line.startswith("| method | N |"))
+    assert "on_learned success | paper" in header and "on_data success | paper" not in header  # the paper has no on-data curve
+    assert cli.main(["attack", "--results", str(root), "--attack", "on_true_manifold", "--quiet"]) == 2
+    assert "cannot run on 'fashion_mnist'" in capsys.readouterr().err

@@ -31,7 +31,7 @@ from manifold_robustness.runner import config as config_lib
 from manifold_robustness.runner import setting
 from manifold_robustness.runner.files import writable
 from manifold_robustness.runner.records import RunKey
-from manifold_robustness.runner.setting import Setting, _say
+from manifold_robustness.runner.setting import Setting
 from manifold_robustness.runner.store import ResultsStore
 from manifold_robustness.training import METHODS, MethodContext, loop, trainer
 
