@@ -85,13 +85,23 @@ def curves(panels: Sequence[Panel], path: str | Path, *, title: str | None = Non
         ax.set_xlabel(panel.xlabel + (" (%)" if panel.xpercent else ""))
         ax.set_ylabel(panel.ylabel + (" (%)" if panel.percent else ""))
         ax.set_title(panel.title, fontsize=9)
-        ax.grid(alpha=0.25)
-        handles, labels = ax.get_legend_handles_labels()
-        handles += [Line2D([], [], color="k", marker="o", ms=3.5), Line2D([], [], color="k", ls="--", alpha=0.35)]
-        labels += ["ours (mean ± std over seeds)", "paper"]
-        ax.legend(handles, labels, fontsize=6.5, frameon=False)
+        _legend(ax, Line2D([], [], color="k", marker="o", ms=3.5), "ours (mean ± std over seeds)",
+                Line2D([], [], color="k", ls="--", alpha=0.35))
     if title:
         fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def _legend(ax, ours, ours_label: str, theirs) -> None:
+    """A grid, and the legend of the methods followed by what marks ours and the paper's."""
+    ax.grid(alpha=0.25)
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend([*handles, ours, theirs], [*labels, ours_label, "paper"], fontsize=6.5, frameon=False)
+
+
+def _save(fig, path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = atomic.save_figure(fig, path, dpi=110)
     plt.close(fig)
@@ -119,17 +129,11 @@ def tradeoff(points: Mapping[str, tuple[Sequence[float], Sequence[float]]], path
                 label=None if m in points else m)
     ax.set_xlabel("test error (%)")
     ax.set_ylabel("regular success (%)")
-    ax.grid(alpha=0.25)
-    handles, labels = ax.get_legend_handles_labels()
-    handles += [Line2D([], [], color="k", marker="o", ls=""), Line2D([], [], color="k", marker="s", mfc="none", ls="")]
-    labels += ["ours (one per model)", "paper"]
-    ax.legend(handles, labels, fontsize=6.5, frameon=False)
+    _legend(ax, Line2D([], [], color="k", marker="o", ls=""), "ours (one per model)",
+            Line2D([], [], color="k", marker="s", mfc="none", ls=""))
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = atomic.save_figure(fig, path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _perturbation(adv: np.ndarray, clean: np.ndarray) -> np.ndarray:
