@@ -262,3 +262,39 @@ def test_mean_linf_of_successes_is_reported_beside_the_papers_celeba_values(tmp_
     assert "0.152" in row  # the paper's
     assert paper.paper_mean_linf("celeba")["adversarial_transformation"] == (0.153, 0.165)
     assert paper.paper_mean_linf("fonts") is None
+
+
+def test_distance_to_the_paper_table_on_curves_with_known_offsets(tmp_path):
+    """Our normal-training error is the paper's + 10 points at every N; our regular success lies 2
+    points above the paper's success-vs-error curve at our error: the table says 10.0 and 2.0."""
+    from manifold_robustness.report import fidelity
+
+    ns = (250, 1000, 5000)
+    err = {n: paper.paper_value("fonts", "test_error", "normal", n) + 0.10 for n in ns}
+    pe, ps = paper.paper_series("fonts", "test_error", "normal"), paper.paper_series("fonts", "regular_success", "normal")
+    common, ia, ib = np.intersect1d(pe[0], ps[0], return_indices=True)
+    order = np.argsort(pe[1][ia])
+    on_curve = {n: float(np.interp(err[n], pe[1][ia][order], ps[1][ib][order])) for n in ns}
+    runs = [record("fonts", "normal", n, 0, err[n], {"regular": min(on_curve[n] + 0.02, 1.0)}) for n in ns]
+    rep = write_report(runs, tmp_path)
+    md = (tmp_path / "REPORT.md").read_text()
+    assert "## Distance to the paper" in md and "| test error vs N | normal | 3 | 10.0 |" in md
+    diffs = {d.curve: d for d in fidelity.curve_differences(claims.aggregate(runs))}
+    inside = [n for n in ns if pe[1][ia].min() <= err[n] <= pe[1][ia].max()]
+    assert diffs["regular success vs test error"].points == len(inside) > 0
+    expected = np.mean([min(on_curve[n] + 0.02, 1.0) - on_curve[n] for n in inside])
+    assert diffs["regular success vs test error"].mad == pytest.approx(expected, abs=1e-9)
+    saved = json.loads(rep.paths["fidelity"].read_text())
+    row = next(c for c in saved["curves"] if c["curve"] == "test error vs N")
+    assert (row["dataset"], row["method"], row["points"]) == ("fonts", "normal", 3)
+    assert row["mad"] == pytest.approx(0.10)
+
+
+def test_fig3_statistics_difference_is_per_measure():
+    from manifold_robustness.report import fidelity
+
+    rows = fidelity.distance_differences("emnist", {
+        "manifold": {"regular": {"mean": 0.5, "median": 0.5}},  # the paper has no projection numbers here
+        "knn_point": {"regular": {"mean": 1.0, "median": 1.3}, "on_manifold": {"mean": 0.58, "median": None}}})
+    assert rows == [{"measure": "knn_point", "group": "regular", "mean": pytest.approx(0.12), "median": pytest.approx(0.18)},
+                    {"measure": "knn_point", "group": "on_manifold", "mean": pytest.approx(0.0)}]

@@ -361,6 +361,8 @@ def write_report(records: Iterable[RunRecord], out_dir: str | Path, *, planned: 
             if table is not None:
                 blocks.append(table)
 
+    blocks += _fidelity_blocks(cells, verdicts["claim1"], model, out, paths)
+
     paths["verdicts"] = out / "verdicts.json"
     atomic.write_text(paths["verdicts"], json.dumps(_jsonable(verdicts), indent=1, allow_nan=False) + "\n")
     paths["markdown"] = out / "REPORT.md"
@@ -396,6 +398,43 @@ def _tradeoff_blocks(records, out: Path, paths: dict) -> list:
         paths[name] = figures.tradeoff(points, out / f"{name}.png", paper=theirs,
                                        title=f"{_ds(ds)}, N = {n}" + (" (paper: its largest N)" if theirs else ""))
         blocks.append(D.Image(paths[name], f"{_ds(ds)}: regular success against test error at N = {n}"))
+    return blocks
+
+
+def _fidelity_blocks(cells, claim1: dict, model: str, out: Path, paths: dict) -> list:
+    """Distance to the paper, as numbers: the mean absolute difference of each curve and of the
+    Fig. 3 statistics, a table per dataset (also ``fidelity.json``)."""
+    from manifold_robustness.report import fidelity
+
+    curves = fidelity.curve_differences(cells, model)
+    per = claim1["numbers"].get("per_dataset") or {}
+    distances = {}
+    for ds, v in per.items():
+        nums = v.get("numbers") or {}
+        if "groups" in nums:
+            measures = {paper.MANIFOLD_MEASURE: nums["groups"],
+                        **{k.removeprefix("distances_"): g for k, g in (nums.get("other_measures") or {}).items()}}
+            distances[ds] = fidelity.distance_differences(ds, measures)
+    blocks: list = [D.Heading("Distance to the paper")]
+    shown = sorted({d.dataset for d in curves} | {ds for ds, rows in distances.items() if rows})
+    if not shown:
+        blocks.append(D.Para("Nothing to compare: no finished run is at an N, or has a statistic, the paper shows."))
+    for ds in shown:
+        rows = [[d.curve, d.method, str(d.points), f"{100 * d.mad:.1f}"] for d in curves if d.dataset == ds]
+        if rows:
+            blocks.append(D.Table(["curve", "method", "points", "mean |ours − paper| (points)"], rows, caption=(
+                f"{_ds(ds)}: mean absolute difference between our curve (mean over seeds) and the paper's, in "
+                "percentage points, at the N both have (vs N) or at our test error on the paper's curve (vs test "
+                "error).")))
+        rows = [[r["measure"], _GROUP_LABELS[r["group"]], _num(r.get("mean"), 3), _num(r.get("median"), 3)]
+                for r in distances.get(ds, [])]
+        if rows:
+            blocks.append(D.Table(["measure", "group", "|Δ mean|", "|Δ median|"], rows, caption=(
+                f"{_ds(ds)}: Fig. 3 statistics, |ours − paper| of the L2 distance to the manifold, per measure the "
+                "paper gives numbers for.")))
+    paths["fidelity"] = out / "fidelity.json"
+    atomic.write_text(paths["fidelity"], json.dumps(_jsonable(
+        {"curves": [dataclasses.asdict(d) for d in curves], "distances": distances}), indent=1, allow_nan=False) + "\n")
     return blocks
 
 
