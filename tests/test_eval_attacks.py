@@ -78,3 +78,39 @@ def test_a_transfer_source_larger_than_the_training_split_is_refused(tmp_path):
     with pytest.raises(ValueError, match="eval.transfer.examples asks for 1000000000 train images.*has 10000"):
         experiment.run(c, tmp_path / "big", progress=False, say=lambda t: None)
     assert not (tmp_path / "big").exists()  # refused with the data checks, before the root's first write
+
+
+def test_the_audit_is_never_weaker_than_the_paper_attack_and_flags_a_planted_weak_one(tmp_path):
+    """A paper attack of one iteration (planted weak) audited by 40-iteration versions with both
+    objectives: per image the audit breaks everything the paper attack broke (by construction),
+    and on the regular attack it finds more, so the report flags the cell."""
+    root = tmp_path / "audit"
+    c = config.load("fonts:tiny", ["model=mlp", "methods=normal", "sizes=200", "distances.methods=()",
+                                   "train.epochs=20", "eval.iterations=1", "audit.examples=20",
+                                   "audit.iteration_factor=40", "audit.restart_factor=1"])
+    experiment.run(c, root, progress=False, say=lambda t: None)
+    rec = store.ResultsStore(root).record(RunKey("fonts", "normal", 200, 0))
+    audit = rec.metrics["audit"]
+    assert set(audit) == {"regular", "on_true"}
+    for name, a in audit.items():
+        paper = rec.arrays[f"attacks/{name}/success"][:, :20].any(0)
+        broken = rec.arrays[f"audit/{name}/success"]
+        assert broken.shape == (20,) and not (paper & ~broken).any(), name  # a superset of the paper's
+        assert a["strong_worst_case"] >= a["paper_worst_case"] and a["iterations"] == 40
+        assert a["objectives"] == ["cross_entropy", "margin"]
+    assert audit["regular"]["num_correct"] > 0
+    assert audit["regular"]["strong_worst_case"] - audit["regular"]["paper_worst_case"] >= 0.03
+    experiment.report(root, say=lambda t: None)
+    md = (root / "report" / "REPORT.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| normal | 200 | regular |"))
+    assert "⚠ understated" in row
+
+
+def test_an_audit_weaker_than_the_paper_attack_is_refused():
+    with pytest.raises(ValueError, match="fewer iterations than the paper attack .* at least as strong"):
+        config.load("fonts:tiny", ["audit.examples=20", "audit.iteration_factor=0"])
+    with pytest.raises(ValueError, match="fewer restarts"):
+        config.load("fonts:tiny", ["audit.examples=20", "audit.restart_factor=0"])
+    with pytest.raises(ValueError, match="choose among cross_entropy, margin"):
+        config.load("fonts:tiny", ["audit.examples=20", "audit.objectives=hinge"])
+    config.load("fonts:tiny", ["audit.iteration_factor=0"])  # no audit (examples 0): nothing to refuse

@@ -53,6 +53,13 @@ class Attack:
         """What the classifier sees before the attack (the reconstruction for latent attacks)."""
         return spaces.clean_images(self.space, batch, context)
 
+    def stronger(self, iterations: int, restarts: int, objective: Callable | None = None) -> "Attack":
+        """This attack with ``iterations`` and ``restarts`` (and another objective if given): the
+        attack-strength audit's version of it; its keys per restart fold in as before, so its first
+        restarts start where this attack's do."""
+        cfg = dataclasses.replace(self.config, iterations=int(iterations), restarts=int(restarts))
+        return dataclasses.replace(self, name=f"{self.name}_strong", config=cfg, objective=objective or self.objective)
+
     def counted(self, logits_fn, batch: dict, context: Any = None) -> jax.Array:
         """bool[B]: the examples this attack's success rate counts, those the model classifies
         right before the attack (a transfer attack also asks its source model)."""

@@ -22,6 +22,16 @@ def margin(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return true - jnp.max(others, axis=-1)
 
 
+def negative_margin(logits: jax.Array, labels: jax.Array, delta: jax.Array) -> jax.Array:
+    """max_{j≠y} z_j − z_y: the margin (C&W-style) objective without its κ cap or norm penalty;
+    positive once misclassified.  The audit's second objective beside cross-entropy."""
+    del delta
+    return -margin(logits, labels)
+
+
+OBJECTIVES = {"cross_entropy": cross_entropy, "margin": negative_margin}  # by the names configs use
+
+
 def carlini_wagner(kappa: float = 1.5, lam: float = 1.0):
     """Carlini–Wagner L2 (paper §5.3): minimise max(−κ, margin) + λ‖δ‖₂ → maximise its negative."""
 

@@ -49,6 +49,10 @@ class Transfer:
     def space(self):
         return self.source.space
 
+    def stronger(self, iterations: int, restarts: int, objective=None) -> "Transfer":
+        """The transfer of the source attack's stronger version (see :meth:`Attack.stronger`)."""
+        return dataclasses.replace(self, source=self.source.stronger(iterations, restarts, objective))
+
     def clean(self, batch: dict, context=None) -> jax.Array:
         return self.source.clean(batch, None if context is None else context[1])
 

@@ -14,7 +14,9 @@ Presets (``python -m manifold_robustness experiment run --config fonts:<preset>`
            N = 1k against 0.50 for normal) and on-learned AT keeps much of that gain (4.6 % at
            40k against 6.3 % for normal); on-learned success is lower than on-true success
            (normal: 54 % → 18 % from N = 250 to 40k); normal training's regular success stays
-           ~1.0 for all N.  Cost: ~2 days on 2 CPU cores, plus hours for the VAE-GANs on 1.12M
+           ~1.0 for all N.  Every run is audited (200 images per attack, 10× iterations, 4×
+           restarts, both objectives: about 16× one attack's cost, less where attacks exit early).
+           Cost (without the audit): ~2 days on 2 CPU cores, plus hours for the VAE-GANs on 1.12M
            images; a few hours on one GPU.
            Its image-space attacks are the supplement's four (``eval.attacks``): L∞, L2 PGD (ε = 1.5), C&W L2
            (120 iterations) and the L∞ attack transferred from a normally trained source model (10k images,
@@ -25,8 +27,11 @@ Presets (``python -m manifold_robustness experiment run --config fonts:<preset>`
            would take longer than the whole preset), one seed, the paper's training and attacks
            (inner attack of adversarial training 40 iterations), 500 attacked test images per
            attack, distances for the normally trained model at N = 5000 on 300 test images.
-           Measured: `make run` from a fresh clone (set-up, FONTS build, this preset, report)
-           takes 9 min 40 s on 2 CPU cores, 1.8 GB peak memory.  Result: all four claims hold — regular AEs 1.06 from the manifold (test
+           The attack-strength audit runs on the four models at N = 5000 (50 images per attack,
+           5× iterations, 2× restarts, cross-entropy and margin: at most about twice those models'
+           attack time, estimated at 2–3 min; not yet in the time below).
+           Measured (before the audit): `make run` from a fresh clone (set-up, FONTS build, this
+           preset, report) takes 9 min 40 s on 2 CPU cores, 1.8 GB peak memory.  Result: all four claims hold — regular AEs 1.06 from the manifold (test
            images 0.013), on-true success 84 % on normal models, Spearman(error, on-true success)
            0.90, on-true AT error 17 % vs normal 33 % at N = 5000, normal training's regular success
            100 % → 99 % as N grows while regular AT's falls 98 % → 70 % (paper: 94 % → 64 %).

@@ -26,6 +26,11 @@ Fields (paper defaults; digest section in brackets):
   largest N) and ``seeds``, on ``examples`` test images, measured on the first of the setting's
   manifolds (FONTS: the true one) [§5.4, Fig. 3].
 - ``gallery``: test images kept with their adversarial examples per run (claim 2's figure).
+- ``audit``: the attack-strength audit: the first ``examples`` attacked images of every
+  evaluation attack (0: off) attacked again with ``iteration_factor`` × the iterations and
+  ``restart_factor`` × the restarts, once per objective in ``objectives`` (``cross_entropy``,
+  ``margin``), worst case over all, for every run (``largest_only``: those at the largest N).  ``paper``:
+  200 images, 10×, 4×; ``quick``: the largest N, 50 images, 5×, 2×; ``tiny``: off.
 - ``vaegan``: the VAE-GANs of the learned manifolds (``epochs``: 0 = the paper's; ``examples``:
   train on the first this many training images, 0 = the whole split as in the paper; ``on_learned``:
   prepare and attack the class-specific learned manifold even when no method needs it).
@@ -74,6 +79,8 @@ def base(dataset: str) -> ml_collections.ConfigDict:
     c.distances = ml_collections.ConfigDict(dict(methods=("normal",) if spec.distances else (), sizes=(),
                                                  seeds=(0,), examples=1000))
     c.gallery = 8
+    c.audit = ml_collections.ConfigDict(dict(examples=200, iteration_factor=10, restart_factor=4,
+                                              objectives=("cross_entropy", "margin"), largest_only=False))
     c.vaegan = ml_collections.ConfigDict(dict(epochs=0, channels=64, latent_dim=10, examples=0,
                                                on_learned="learned" in spec.attacked))
     return c
@@ -92,6 +99,7 @@ def quick(c: ml_collections.ConfigDict, methods, sizes, *, attacked: int = 500,
     if inner_iterations is not None:
         c.adversarial.iterations = inner_iterations
     c.eval.test_examples = 2000
+    c.audit.update(dict(examples=50, iteration_factor=5, restart_factor=2, largest_only=True))
     c.eval.regular_examples = attacked
     c.eval.on_manifold_examples = attacked
     return c
@@ -116,6 +124,7 @@ def tiny(c: ml_collections.ConfigDict, methods, *, test_examples: int,
     c.eval.on_manifold_examples = 20
     c.eval.restarts = 2
     c.distances.examples = distance_examples
+    c.audit.examples = 0
     c.gallery = 4
     return c
 
@@ -165,6 +174,7 @@ def check(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if c.eval.regular_examples > c.eval.test_examples or c.eval.on_manifold_examples > c.eval.test_examples:
         raise ValueError("eval.regular_examples and eval.on_manifold_examples must not exceed eval.test_examples")
     _check_eval_attacks(c)
+    _check_audit(c)
     unknown = [m for m in c.distances.methods if m not in c.methods]
     if unknown:
         raise ValueError(f"distances.methods {unknown} are not among the config's methods {tuple(c.methods)}")
@@ -196,6 +206,24 @@ def _check_eval_attacks(c: ml_collections.ConfigDict) -> None:
             raise ValueError(f"eval.transfer.seed {t.seed} is one of the grid's seeds {tuple(c.seeds)}: the source "
                              "model would be a model of the grid (normal training at N = eval.transfer.examples); "
                              "choose another seed")
+
+
+def _check_audit(c: ml_collections.ConfigDict) -> None:
+    from manifold_robustness.attacks.objectives import OBJECTIVES
+
+    a = c.audit
+    if isinstance(a.examples, bool) or not isinstance(a.examples, int) or a.examples < 0:
+        raise ValueError(f"audit.examples must be a whole number >= 0 (0: no audit); got {a.examples!r}")
+    if not a.examples:
+        return
+    for k in ("iteration_factor", "restart_factor"):
+        if not isinstance(a[k], (int, float)) or isinstance(a[k], bool) or a[k] < 1:
+            what = "iterations" if k == "iteration_factor" else "restarts"
+            raise ValueError(f"audit.{k} = {a[k]!r} would give the audit fewer {what} than the paper attack "
+                             f"(eval.{what} = {c.eval[what]}): an audit must be at least as strong; use >= 1")
+    unknown = [o for o in a.objectives if o not in OBJECTIVES]
+    if unknown or not a.objectives:
+        raise ValueError(f"audit.objectives {tuple(a.objectives)}: choose among {', '.join(OBJECTIVES)}")
 
 
 def _check_counts(c: ml_collections.ConfigDict) -> None:

@@ -216,6 +216,7 @@ def run(c, root, *, shard_spec=None, progress: bool = True, mesh=None, say: Call
     store.clean_leftovers(say)
     setting.add_sources(c, setting.add_manifolds(c, s, store, progress, say), store, progress, say)
     attack_set = setting.eval_attacks(c, s)
+    strong = setting.audit_attacks(c, attack_set)
     for g in todo:
         if stop_after is not None and counts["trained"] >= stop_after:
             break
@@ -224,14 +225,15 @@ def run(c, root, *, shard_spec=None, progress: bool = True, mesh=None, say: Call
                 say(f"[{g.name}] claimed by {claims.describe(claims.read(store.claim_path(g.name)))}; "
                     "going on to the next group")
                 counts["claimed"] += 1
-            elif _run_group(c, s, store, g, attack_set, progress, mesh, say):
+            elif _run_group(c, s, store, g, attack_set, strong, progress, mesh, say):
                 counts["trained"] += 1
             else:
                 counts["skipped"] += 1
     return counts
 
 
-def _run_group(c, s: Setting, store: ResultsStore, g: Group, attack_set: dict, progress, mesh, say) -> bool:
+def _run_group(c, s: Setting, store: ResultsStore, g: Group, attack_set: dict, strong: dict, progress, mesh,
+               say) -> bool:
     """Train the group (under its claim) and save its unfinished runs; False when another worker
     finished them all before the claim was ours."""
     keys = [k for k in g.keys if not store.is_done(k)]
@@ -243,15 +245,16 @@ def _run_group(c, s: Setting, store: ResultsStore, g: Group, attack_set: dict, p
     train_s = time.perf_counter() - t0
     for i, key in enumerate(g.keys):
         if key in keys:
-            _finish_run(c, s, store, key, result, i, train_s, attack_set, progress, mesh, say)
+            _finish_run(c, s, store, key, result, i, train_s, attack_set, strong, progress, mesh, say)
     store.remove_train_dir(g.dataset, g.method, g.n, g.seeds)
     return True
 
 
 def _finish_run(c, s: Setting, store: ResultsStore, key: RunKey, result, i: int, train_s: float, attack_set: dict,
-                progress, mesh, say) -> None:
+                strong: dict, progress, mesh, say) -> None:
     variables = result.variables_for(i)
     k_attack, k_dist = jax.random.split(run_key(key))
+    k_audit = jax.random.fold_in(run_key(key), 0x617564)  # apart from the others: they stay as they were
     t0 = time.perf_counter()
     outs, summaries, arrays = {}, {}, {}
     for name, e in attack_set.items():  # each attack's key from its name: adding an attack changes no other
@@ -266,6 +269,12 @@ def _finish_run(c, s: Setting, store: ResultsStore, key: RunKey, result, i: int,
     if arrays.get("gallery/clean") is not None:
         arrays["gallery/label"] = np.asarray(s.test.labels[: arrays["gallery/clean"].shape[0]], np.int32)
     attack_s = time.perf_counter() - t0
+    audit, audit_s = None, 0.0
+    if setting.wants_audit(c, key):
+        t0 = time.perf_counter()
+        audit, audit_arrays = setting.audit_model(c, s, variables, k_audit, attack_set, strong, outs, progress, mesh)
+        arrays.update(audit_arrays)
+        audit_s = time.perf_counter() - t0
     dist_summary, dist_s = None, 0.0
     if setting.wants_distances(c, key):
         t0 = time.perf_counter()
@@ -280,7 +289,8 @@ def _finish_run(c, s: Setting, store: ResultsStore, key: RunKey, result, i: int,
         "history": history,
         "attacks": summaries,
         "distances": dist_summary,
-        "timing": {"train_s": train_s, "attack_s": attack_s, "distance_s": dist_s},
+        "audit": audit,
+        "timing": {"train_s": train_s, "attack_s": attack_s, "audit_s": audit_s, "distance_s": dist_s},
     }
     model = {"variables": variables}
     if result.opt_state is not None:

@@ -16,14 +16,17 @@ images).  The runner writes them (``runner.store``); the report only reads them.
   ``mean_l2`` / ``mean_linf`` (image-space norm of successful perturbations; None if none).
 - ``distances``: {group: summary} for group in :data:`DISTANCE_GROUPS` (``manifolds.measure.summarize``
   output; regular / on_manifold add ``ratio`` and ``angle`` summaries), or None.
-- ``timing``: {"train_s": …, "attack_s": …, "distance_s": …} (wall seconds, shared by the seeds of
-  one group).
+- ``audit``: {attack: {examples, num_correct, paper_worst_case, strong_worst_case, iterations,
+  restarts, objectives}} of the attack-strength audit, or None (``config.audit``).
+- ``timing``: {"train_s": …, "attack_s": …, "audit_s": …, "distance_s": …} (wall seconds, shared by
+  the seeds of one group).
 
 ``arrays`` keys (numpy; R = restarts, B = attacked examples):
 
 - ``attacks/<attack>/{success bool[R,B], first_success int32[R,B], l2 float32[R,B],
   linf float32[R,B], correct bool[B], index int32[B]}`` (``index``: rows of the test split).
 - ``distances/<group>/{distance, norm, angle float32[M], example, restart int32[M]}``.
+- ``audit/<attack>/success`` bool[A]: the audited images broken by the paper attack or a strong one.
 - ``gallery/{clean, regular, on_manifold, on_manifold_clean float32[K,H,W,C], label int32[K],
   regular_pred, on_manifold_pred int32[K]}``: a few test images with their adversarial examples
   (claim 2's figure); present when the run kept a gallery.

@@ -272,6 +272,50 @@ def summarize_attack(out: dict[str, np.ndarray], attack: attacks.Attack) -> dict
     }
 
 
+# -- the attack-strength audit ----------------------------------------------------------------
+
+
+def wants_audit(c, key) -> bool:
+    return bool(int(c.audit.examples)) and (not c.audit.largest_only or key.n == max(int(n) for n in c.sizes))
+
+
+def audit_attacks(c, attack_set: dict) -> dict[str, list]:
+    """result key → the stronger versions of that evaluation attack (one per objective in
+    ``audit.objectives``): ``audit.iteration_factor`` × its iterations, ``audit.restart_factor``
+    × its restarts.  Build once and reuse (one compiled program each for all runs)."""
+    from manifold_robustness.attacks.objectives import OBJECTIVES
+
+    a = c.audit
+    return {name: [e.attack.stronger(max(1, int(e.attack.config.iterations * a.iteration_factor)),
+                                     int(e.attack.config.restarts * a.restart_factor), OBJECTIVES[o])
+                   for o in a.objectives]
+            for name, e in attack_set.items()}
+
+
+def audit_model(c, s: Setting, variables, key: jax.Array, attack_set: dict, strong: dict, outs: dict,
+                progress: bool = False, mesh=None) -> tuple[dict, dict]:
+    """The audit of one model: for each evaluation attack, its first ``audit.examples`` attacked
+    images attacked again by each stronger version; an example counts as broken when the paper
+    attack (any restart) or any strong attack broke it, so the strong rate is never below the
+    paper's on the same images.  Returns (summary by result key, ``audit/<key>/success`` arrays)."""
+    summary, arrays = {}, {}
+    for name, e in attack_set.items():
+        n = min(int(c.audit.examples), e.count)
+        paper = np.asarray(outs[name]["success"][:, :n]).any(0)
+        counted = np.asarray(outs[name]["correct"][:n])
+        broken = paper.copy()
+        for j, atk in enumerate(strong[name]):
+            o = attack_model(c, s, variables, jax.random.fold_in(key, j), f"{name}/audit{j}", atk, n, e.manifold,
+                             progress, mesh, context=e.context)
+            broken |= np.asarray(o["success"]).any(0)
+        rate = lambda hit: float((hit & counted).sum() / max(int(counted.sum()), 1))  # noqa: E731
+        summary[name] = {"examples": n, "num_correct": int(counted.sum()), "paper_worst_case": rate(paper),
+                         "strong_worst_case": rate(broken), "iterations": int(strong[name][0].config.iterations),
+                         "restarts": int(strong[name][0].config.restarts), "objectives": list(c.audit.objectives)}
+        arrays[f"audit/{name}/success"] = broken
+    return summary, arrays
+
+
 # -- distances ----------------------------------------------------------------------------------
 
 
