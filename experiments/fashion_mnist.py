@@ -2,7 +2,7 @@
 ``manifold_robustness.configs.fashion_mnist`` (a killed run resumes where it stopped), then write the
 four-claims report of its results.
 
-    python experiments/fashion_mnist.py quick     # about 40 minutes on 2 CPU cores
+    python experiments/fashion_mnist.py quick     # about 36 minutes on 2 CPU cores (before the audit)
     python experiments/fashion_mnist.py paper -o seeds=0,1 --results results/fashion_mnist_paper
 
 The presets, what each costs and what it is expected to show are in the docstring of
