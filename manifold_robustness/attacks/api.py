@@ -55,8 +55,7 @@ class Attack:
 
     def stronger(self, iterations: int, restarts: int, objective: Callable | None = None) -> "Attack":
         """This attack with ``iterations`` and ``restarts`` (and another objective if given): the
-        attack-strength audit's version of it; its keys per restart fold in as before, so its first
-        restarts start where this attack's do."""
+        attack-strength audit's version of it (same space, ball and optimiser)."""
         cfg = dataclasses.replace(self.config, iterations=int(iterations), restarts=int(restarts))
         return dataclasses.replace(self, name=f"{self.name}_strong", config=cfg, objective=objective or self.objective)
 
