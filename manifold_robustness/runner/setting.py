@@ -308,7 +308,7 @@ def audit_model(c, s: Setting, variables, key: jax.Array, attack_set: dict, stro
             o = attack_model(c, s, variables, jax.random.fold_in(key, j), f"{name}/audit{j}", atk, n, e.manifold,
                              progress, mesh, context=e.context)
             broken |= np.asarray(o["success"]).any(0)
-        rate = lambda hit: float((hit & counted).sum() / max(int(counted.sum()), 1))  # noqa: E731
+        rate = lambda hit: float(attacks.worst_case_success_rate(hit[None], counted))  # noqa: E731
         summary[name] = {"examples": n, "num_correct": int(counted.sum()), "paper_worst_case": rate(paper),
                          "strong_worst_case": rate(broken), "iterations": int(strong[name][0].config.iterations),
                          "restarts": int(strong[name][0].config.restarts), "objectives": list(c.audit.objectives)}
