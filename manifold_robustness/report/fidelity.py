@@ -53,12 +53,11 @@ def curve_differences(cells, model: str = paper.PAPER_MODEL) -> list[Difference]
                 pairs = [(ours(c), s[1][s[0] == c.n][0]) for c in cs if ours(c) is not None and c.n in s[0]]
                 if pairs:
                     out.append(Difference(ds, f"{name} vs N", method, len(pairs), _mad(*zip(*pairs))))
-                err = paper.paper_series(ds, "test_error", method, model)
-                if quantity == "test_error" or err is None:
+                curve = None if quantity == "test_error" else paper.series_against_error(ds, quantity, method, model)
+                if curve is None:
                     continue
-                common, ia, ib = np.intersect1d(err[0], s[0], return_indices=True)
-                order = np.argsort(err[1][ia])
-                e, v = err[1][ia][order], s[1][ib][order]
+                order = np.argsort(curve[0])
+                e, v = curve[0][order], curve[1][order]
                 pairs = [(ours(c), float(np.interp(c.test_error, e, v))) for c in cs
                          if ours(c) is not None and c.test_error is not None and len(e) and e[0] <= c.test_error <= e[-1]]
                 if pairs:

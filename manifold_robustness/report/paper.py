@@ -58,6 +58,17 @@ def paper_series(dataset: str, quantity: str, method: str, model: str = PAPER_MO
     return np.asarray(s["x"], np.int64), np.asarray(s["y"], np.float64)
 
 
+def series_against_error(dataset: str, quantity: str, method: str,
+                         model: str = PAPER_MODEL) -> tuple[np.ndarray, np.ndarray] | None:
+    """(test error, value) of one paper curve at the N where both are given, in N order; None
+    when the paper has either curve missing."""
+    s, e = paper_series(dataset, quantity, method, model), paper_series(dataset, "test_error", method, model)
+    if s is None or e is None:
+        return None
+    _, ia, ib = np.intersect1d(e[0], s[0], return_indices=True)
+    return e[1][ia], s[1][ib]
+
+
 def has_curves(dataset: str, quantity: str, model: str = PAPER_MODEL) -> bool:
     """Whether the paper shows ``quantity`` for ``dataset`` and ``model`` at all (for any method)."""
     return any(d == dataset and q == quantity and a == model for d, q, _, a in _index())

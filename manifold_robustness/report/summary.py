@@ -176,16 +176,9 @@ def _norm_table(ds: str, cells) -> D.Table | None:
 
 
 def _paper_curve(ds: str, quantity: str, method: str, against_error: bool, model: str = paper.PAPER_MODEL):
-    s = paper.paper_series(ds, quantity, method, model)
-    if s is None:
-        return None, None
-    if not against_error:
-        return s
-    e = paper.paper_series(ds, "test_error", method, model)
-    if e is None:
-        return None, None
-    common, ia, ib = np.intersect1d(e[0], s[0], return_indices=True)
-    return e[1][ia], s[1][ib]
+    s = paper.series_against_error(ds, quantity, method, model) if against_error else \
+        paper.paper_series(ds, quantity, method, model)
+    return (None, None) if s is None else s
 
 
 def _panel(ds, cells, title, quantity, attack, against_error, model: str = paper.PAPER_MODEL) -> figures.Panel:
