@@ -25,6 +25,7 @@ def _fonts_config(args):
         difficulty=args.difficulty,
         seed=args.seed,
         font_dirs=tuple(args.font_dir) if args.font_dir else None,
+        selection=args.selection,
     )
 
 
@@ -37,6 +38,11 @@ def _add_fonts_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--difficulty", choices=("easy", "moderate", "hard"), default="hard", help="θ ranges (default hard)")
     g.add_argument("--seed", type=int, default=0, help="font permutation and θ seed")
     g.add_argument("--font-dir", action="append", default=None, help="use only the fonts in this folder (repeatable; default: the system's)")
+    from manifold_robustness.data.fonts import SELECTIONS, FontsConfig
+
+    g.add_argument("--selection", choices=SELECTIONS, default=FontsConfig.selection,
+                   help=f"legible: drop faces the legibility rules score low; random: every usable face "
+                        f"(FONTS before the rules); default {FontsConfig.selection}")
     p.add_argument("--data-dir", default=None, help="data directory (default $MANIFOLD_ROBUSTNESS_DATA or ~/.cache/manifold_robustness)")
 
 
@@ -48,6 +54,9 @@ def cmd_data_build(args) -> int:
     dropped = ", ".join(f"{k} {v}" for k, v in sorted(disc["dropped"].items())) or "none"
     print(f"FONTS: {built.num_fonts} fonts, {built.images.shape[0]} images of {built.images.shape[1]}x{built.images.shape[2]}")
     print(f"  faces found {disc['found']}, usable {disc['kept']}; dropped: {dropped}")
+    if built.config.selection == "legible":
+        print(f"  legibility rules: readability >= {built.config.min_readability} (cropped: survival >= "
+              f"{built.config.min_survival}); scores per face in {built.path / 'fonts.json'}")
     print(f"  train {built.split_rows('train').size}, test {built.split_rows('test').size} ({built.config.split} split)")
     print(f"  stored in {built.path}")
     return 0

@@ -40,12 +40,16 @@ def _no_user_dataset_folders(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
-def make_font(path: Path, family: str, glyphs: str = "distinct", symbol_cmap: bool = False, variant: int = 0) -> Path:
+def make_font(path: Path, family: str, glyphs: str = "distinct", symbol_cmap: bool = False, variant: int = 0,
+              scale: float = 1.0) -> Path:
     """Write a tiny TrueType font whose A–J are rectangles patterns.
 
-    glyphs: "distinct" (a different pattern per letter), "same" (all letters one shape),
-    "empty" (no contours), or "partial" (only A–E in the character map).  ``variant`` changes
-    every letter's pattern, so faces with different variants render differently.
+    glyphs: "distinct" (a different pattern per letter, the same in every face: letters other
+    faces read), "scrambled" (patterns that also depend on ``variant``: no other face reads them),
+    "same" (all letters one shape), "empty" (no contours), or "partial" (only A–E in the character
+    map).  ``variant`` changes every letter's side stroke, so faces with different variants render
+    differently; ``scale`` multiplies the glyphs' size (the renderer shrinks a face to fit, so a
+    large one fills the frame).
     """
     from fontTools.fontBuilder import FontBuilder
     from fontTools.pens.ttGlyphPen import TTGlyphPen
@@ -63,13 +67,18 @@ def make_font(path: Path, family: str, glyphs: str = "distinct", symbol_cmap: bo
         if k is None or glyphs == "empty":
             return pen.glyph()
         bits = k if glyphs != "same" else 5
-        # a 3x3 grid of blocks switched on by the bits of (k + 1) * 37, plus a frame stroke
-        code = ((bits + 1) * 37 + variant * 101) % 512 | 1
+        # a 3x3 grid of blocks switched on by the bits of (k + 1) * 37, plus a side stroke
+        code = ((bits + 1) * 37 + (variant * 101 if glyphs == "scrambled" else 0)) % 512 | 1
+
+        def box(x0, y0, x1, y1):
+            x0, y0, x1, y1 = (round(v * scale) for v in (x0, y0, x1, y1))
+            pen.moveTo((x0, y0)); pen.lineTo((x0, y1)); pen.lineTo((x1, y1)); pen.lineTo((x1, y0)); pen.closePath()
+
         for cell in range(9):
             if code >> cell & 1:
                 x, y = (cell % 3) * 200 + 50, (cell // 3) * 200 + 50
-                pen.moveTo((x, y)); pen.lineTo((x, y + 180)); pen.lineTo((x + 180, y + 180)); pen.lineTo((x + 180, y)); pen.closePath()
-        pen.moveTo((0, 0)); pen.lineTo((0, 700)); pen.lineTo((30, 700)); pen.lineTo((30, 0)); pen.closePath()
+                box(x, y, x + 180, y + 180)
+        box(0, 0, 30 + 5 * variant, 700 - 10 * variant)
         return pen.glyph()
 
     fb.setupGlyf({n: draw(None if n == ".notdef" else letters.index(n[1])) for n in names})

@@ -72,6 +72,7 @@ def test_cli_runs_the_grid_and_writes_the_report(reference, capsys):
     assert "REPORT.md" in out
     report = reference / "report"
     assert (report / "REPORT.md").exists() and (report / "report.html").exists()
+    assert "font faces used of" in (report / "REPORT.md").read_text()  # the FONTS build in words
     verdicts = json.loads((report / "verdicts.json").read_text())
     assert len(verdicts) == 4
     assert all(v["verdict"] in ("holds", "does not hold", "not enough data") for v in verdicts.values())

@@ -8,6 +8,13 @@ class-balanced whenever N is a multiple of 10.  Default split (paper): the first
 fonts, new transforms.  ``split="font"`` instead holds out the last ``test_font_fraction`` of the
 fonts: they appear only in the test repetitions, and the training fonts only in the training ones.
 
+Which faces: ``selection="legible"`` (default) first removes the faces that
+:mod:`~manifold_robustness.data.legibility` scores below ``min_readability`` (read by their
+nearest letters on other faces) or ``min_survival`` (ink kept inside the frame under the
+difficulty's transformations), then takes a seeded permutation of the rest, like the paper's
+hand-cleaned Google Fonts; ``selection="random"`` skips the two rules (FONTS before they existed:
+same cache entries, same images).
+
 Only images (uint8) and θ (float32) are stored; label = row % 10 and font id = (row // 10) % F.
 """
 
@@ -26,13 +33,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from manifold_robustness import transforms
-from manifold_robustness.data import cache, fontfaces
+from manifold_robustness.data import cache, fontfaces, legibility
 from manifold_robustness.manifolds import fonts as fonts_manifold
 
 log = logging.getLogger(__name__)
 
 NUM_CLASSES = len(fontfaces.LETTERS)
 SPLITS = ("repetition", "font")
+SELECTIONS = ("legible", "random")
+_LEGIBLE_FIELDS = ("min_readability", "min_survival")  # read only by selection="legible"
 _CHUNK = 8192
 
 
@@ -51,6 +60,9 @@ class FontsConfig:
     font_size: int = 21
     seed: int = 0
     font_dirs: tuple[str, ...] | None = None  # None: the system's fonts (fontconfig + usual folders)
+    selection: str = "legible"  # or "random": every usable face, as before the legibility rules
+    min_readability: float = 0.65
+    min_survival: float = 0.95
 
     def __post_init__(self):
         if self.num_fonts is not None and self.num_fonts < 1:
@@ -64,6 +76,11 @@ class FontsConfig:
             raise ValueError(f"split must be one of {SPLITS}; got {self.split!r}")
         if not 0.0 < self.test_font_fraction < 1.0:
             raise ValueError(f"test_font_fraction must be in (0, 1); got {self.test_font_fraction}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}; got {self.selection!r}")
+        for name in _LEGIBLE_FIELDS:
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a fraction in [0, 1]; got {getattr(self, name)}")
         if self.difficulty not in transforms.FONTS_RANGES:
             raise ValueError(f"difficulty must be one of {sorted(transforms.FONTS_RANGES)}; got {self.difficulty!r}")
         if self.font_size < 4 or self.image_size < 8:
@@ -76,6 +93,17 @@ class FontsConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["font_dirs"] = list(self.font_dirs) if self.font_dirs is not None else None
+        return d
+
+    def key_dict(self) -> dict:
+        """What the cache key covers: everything that changes the images.  ``random`` leaves out the
+        selection fields, so its entries are those built before the fields existed."""
+        d = self.to_dict()
+        if self.selection == "random":
+            for name in ("selection", *_LEGIBLE_FIELDS):
+                del d[name]
+        else:
+            d["legibility_version"] = legibility.VERSION
         return d
 
 
@@ -104,7 +132,8 @@ class FontsData:
         if wanted is None or self.num_fonts >= wanted:
             return None
         train, test = self.split_rows("train").size, self.split_rows("test").size
-        return (f"FONTS: only {self.num_fonts} usable font faces were found on this machine, but "
+        rules = " that pass the legibility rules" if self.config.selection == "legible" else ""
+        return (f"FONTS: only {self.num_fonts} usable font faces{rules} were found on this machine, but "
                 f"{wanted} were asked for, so this FONTS has {self.num_fonts} fonts "
                 f"({train} training and {test} test images instead of "
                 f"{wanted * NUM_CLASSES * (self.config.repetitions - self.config.test_repetitions)} "
@@ -136,12 +165,34 @@ def _font_files(config: FontsConfig) -> list[str]:
     return fontfaces.find_font_files([Path(d).expanduser() for d in config.font_dirs])
 
 
+def _legible(config: FontsConfig, faces, prototypes, report: fontfaces.DiscoveryReport):
+    """The faces that pass both legibility rules (``report`` counts the others per rule) and
+    their scores (``readability``, ``survival``), in the same order."""
+    # a single face has no others to read it: the readability rule keeps it
+    scores = {"readability": legibility.readability(prototypes) if len(faces) > 1 else np.ones(len(faces)),
+              "survival": legibility.survival(prototypes, config.ranges)}
+    cropped = scores["survival"] < config.min_survival
+    illegible = ~cropped & (scores["readability"] < config.min_readability)
+    keep = ~(cropped | illegible)
+    for rule, mask in (("cropped", cropped), ("illegible", illegible)):
+        if mask.any():
+            report.dropped[rule] = int(mask.sum())
+    report.kept = int(keep.sum())
+    if not keep.any():
+        raise fontfaces.NoUsableFontsError(
+            f"No font face passes the legibility rules (min_readability {config.min_readability}, "
+            f"min_survival {config.min_survival}; {report.summary()}). Lower them, use "
+            f"selection='random', or install more fonts. {fontfaces.install_hint()}")
+    kept = [f for f, k in zip(faces, keep) if k]
+    return kept, prototypes[keep], {name: v[keep] for name, v in scores.items()}
+
+
 def _select_fonts(config: FontsConfig, faces, prototypes):
     """Seeded permutation of the sorted faces, then the first ``num_fonts``."""
     order = np.asarray(jax.random.permutation(jax.random.key(config.seed), len(faces)))
     wanted = len(faces) if config.num_fonts is None else min(config.num_fonts, len(faces))
     order = order[:wanted]
-    return [faces[i] for i in order], prototypes[order]
+    return [faces[i] for i in order], prototypes[order], order
 
 
 @jax.jit
@@ -179,7 +230,7 @@ def _write_images(path: Path, prototypes: np.ndarray, theta: np.ndarray, progres
 
 def entry_path(config: FontsConfig, data_dir=None) -> tuple[Path, list[str]]:
     files = _font_files(config)
-    key = cache.config_key({"dataset": "fonts", **config.to_dict(), "fonts": fontfaces.fingerprint(files)})
+    key = cache.config_key({"dataset": "fonts", **config.key_dict(), "fonts": fontfaces.fingerprint(files)})
     return cache.data_dir(data_dir) / "fonts" / key, files
 
 
@@ -200,14 +251,21 @@ def build(config: FontsConfig = FontsConfig(), data_dir=None, progress: bool = F
         cache.discard_entry(path)
     t0 = time.perf_counter()
     faces, prototypes, report = fontfaces.discover(files, config.image_size, config.font_size, progress=progress)
-    faces, prototypes = _select_fonts(config, faces, prototypes)
+    scores = {}
+    if config.selection == "legible":
+        faces, prototypes, scores = _legible(config, faces, prototypes, report)
+        log.info("FONTS legibility rules: %s", report.summary())
+    faces, prototypes, order = _select_fonts(config, faces, prototypes)
+    scores = {name: v[order] for name, v in scores.items()}
     n = config.repetitions * len(faces) * NUM_CLASSES
     theta = np.asarray(transforms.sample_theta(jax.random.key(config.seed + 1), n, config.ranges))
     with cache.atomic_entry(path) as tmp:
         np.save(tmp / "prototypes.npy", prototypes)
         np.save(tmp / "theta.npy", theta)
         _write_images(tmp / "images.npy", prototypes, theta, progress)
-        (tmp / "fonts.json").write_text(json.dumps([dataclasses.asdict(f) | {"name": f.name} for f in faces], indent=1))
+        rows = [dataclasses.asdict(f) | {"name": f.name} | {n: round(float(v[i]), 4) for n, v in scores.items()}
+                for i, f in enumerate(faces)]
+        (tmp / "fonts.json").write_text(json.dumps(rows, indent=1))
         cache.finish_entry(
             tmp,
             {
@@ -220,6 +278,22 @@ def build(config: FontsConfig = FontsConfig(), data_dir=None, progress: bool = F
     log.info("FONTS built in %.1f s: %s", time.perf_counter() - t0, report.summary())
     meta, arrays = cache.read_entry(path, verify=False)
     return _as_data(config, meta, arrays, path)
+
+
+def describe(config: FontsConfig, data_dir=None) -> str | None:
+    """One sentence on which faces this config's FONTS holds and what removed the others, read
+    from its cache entry (None when it is not built here: nothing is built to describe it)."""
+    try:
+        path, _ = entry_path(config, data_dir)
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    disc = meta.get("discovery", {})
+    dropped = ", ".join(f"{k} {v}" for k, v in sorted(disc.get("dropped", {}).items())) or "none"
+    rules = (f"legibility rules readability >= {config.min_readability}, survival >= {config.min_survival}"
+             if config.selection == "legible" else "selection 'random' (no legibility rules)")
+    return (f"FONTS: {meta.get('num_fonts')} font faces used of {disc.get('kept')} usable "
+            f"({disc.get('found')} found; dropped per rule: {dropped}; {rules}).")
 
 
 class FontsShortfallWarning(UserWarning):

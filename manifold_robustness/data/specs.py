@@ -22,7 +22,18 @@ from manifold_robustness import transforms
 
 __all__ = ["DatasetSpec", "SPECS", "get", "fonts_config"]
 
-_FONTS_FIELDS = ("num_fonts", "repetitions", "test_repetitions", "split", "difficulty", "seed", "font_dirs")
+_FONTS_FIELDS = ("num_fonts", "repetitions", "test_repetitions", "split", "difficulty", "seed", "font_dirs",
+                 "selection", "min_readability", "min_survival")
+# the config options of FONTS whose defaults (the paper's) are FontsConfig's
+_FONTS_OPTIONS = ("num_fonts", "repetitions", "test_repetitions", "difficulty", "seed", "selection",
+                  "min_readability", "min_survival")
+
+
+def _fonts_defaults() -> dict:
+    from manifold_robustness.data.fonts import FontsConfig
+
+    default = FontsConfig()
+    return {k: getattr(default, k) for k in _FONTS_OPTIONS}
 
 
 def fonts_config(options: Mapping):
@@ -60,6 +71,7 @@ class DatasetSpec:
     distances: bool = False
     knn_centers: tuple[str, ...] = ()
     paper_attacks: tuple[str, ...] = ("linf", "l2", "cw_l2", "transfer")
+    describe: Callable[[Mapping], str | None] | None = None  # how the data was built, in words
 
     def load_kwargs(self, options: Mapping) -> dict:
         """Keyword arguments of :func:`manifold_robustness.data.load` for these options."""
@@ -81,6 +93,12 @@ class DatasetSpec:
         return lambda: data.fonts_prototypes(fonts_config(options))
 
 
+def _describe_fonts(options: Mapping) -> str | None:
+    from manifold_robustness.data import fonts
+
+    return fonts.describe(fonts_config(options))
+
+
 _BASE = ("normal", "regular_at")
 _REST = ("adversarial_transformation", "augment")
 
@@ -99,9 +117,9 @@ SPECS = {s.name: s for s in (
     # paper §4: 1000 fonts × 10 letters × 112 transforms, Hard ranges; the paper attacks and trains
     # on both the true manifold and class VAE-GANs' learned one (Figs. 5-6)
     DatasetSpec("fonts", "FONTS", ("true", "learned", "agnostic"),
-                dict(num_fonts=1000, repetitions=112, test_repetitions=16, difficulty="hard", seed=0),
+                _fonts_defaults(),
                 _fonts_ranges, (*_BASE, "on_true_manifold_at", "on_learned_manifold_at", *_REST), ("true", "learned"),
-                distances=True),
+                distances=True, describe=_describe_fonts),
     # claim 1 on a learned manifold: distances by projection onto the class VAE-GANs (paper §5.4)
     DatasetSpec("fashion_mnist", "Fashion-MNIST", ("learned", "agnostic"), dict(source_dir=""), _AFFINE,
                 (*_BASE, "on_learned_manifold_at", *_REST), ("learned",), distances=True,

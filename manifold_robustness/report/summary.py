@@ -97,6 +97,12 @@ def _what_ran(records, cells, planned, experiment) -> list:
                                    for (ds, m), by_n in sorted(groups.items())], caption="Planned runs without a record."))
     elif not records:
         blocks.append(D.Para("No list of planned runs was given."))
+    data_options = ((experiment or {}).get("config") or {}).get("data")
+    for ds in C.datasets(cells):
+        describe = SPECS[ds].describe if ds in SPECS else None
+        text = describe(data_options) if describe and data_options else None
+        if text:
+            blocks.append(D.Para(text))
     if experiment:
         blocks.append(D.Para("Experiment configuration:"))
         blocks.append(D.Code(json.dumps(experiment, indent=1, sort_keys=True, default=str)))
