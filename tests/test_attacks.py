@@ -114,14 +114,23 @@ def test_train_mode_loss_at_least_eval_mode():
 
 
 def test_more_restarts_never_lower_worst_case_rate():
-    f, batch = _linear_model(2), _batch(n=64, seed=3)
+    # Restart k starts from fold_in(key, k) and rows never interact, so the first r restarts of a
+    # run with 4 are a run with r: checked on the images (separately compiled programs, equal up
+    # to rounding), after which "more restarts never lower the worst-case rate" holds by
+    # construction on the 4-restart run's columns.
+    f, batch = _linear_model(2), _batch(n=1024, seed=3)
     correct = attacks.correct(f, batch["image"], batch["label"])
-    rates = []
+    runs = {}
     for r in (1, 2, 4):
-        atk = attacks.make("linf", eps=0.012, iterations=3, restarts=r)
-        res = jax.jit(lambda b, k: atk(f, b, k))(batch, jax.random.key(7))  # noqa: B023 (called at once)
-        rates.append(float(attacks.worst_case_success_rate(res.success, correct)))
-        assert float(attacks.success_rate(res.success, correct)) <= rates[-1] + 1e-7
+        atk = attacks.make("linf", eps=0.1, iterations=1, restarts=r)
+        runs[r] = jax.jit(lambda b, k: atk(f, b, k))(batch, jax.random.key(7))  # noqa: B023 (called at once)
+        assert float(attacks.success_rate(runs[r].success, correct)) <= float(
+            attacks.worst_case_success_rate(runs[r].success, correct)) + 1e-7
+    for r in (1, 2):
+        np.testing.assert_allclose(runs[4].x[:r], runs[r].x, atol=1e-5)
+        assert_decisions_agree(runs[r].success, jax.vmap(f)(runs[4].x[:r]), batch["label"])
+    rates = [float(attacks.worst_case_success_rate(runs[4].success[:r], correct)) for r in (1, 2, 4)]
+    # restarts matter here (1 iteration from random starts: 11 / 15 / 22 of 91 correct examples)
     assert rates == sorted(rates) and 0 < rates[0] < 1 and rates[-1] > rates[0]
 
 

@@ -81,9 +81,20 @@ def make_optimizer(optimizer: str = "adam", lr: float = 0.005, step_size: float 
 
 def _config(eps, norm="linf", iterations=40, restarts=5, mode="eval", early_exit=True, init="paper",
             optimizer="adam", lr=0.005, step_size=0.01, reparam=None) -> AttackConfig:
+    """The engine's pieces from the names the factories and configs use: ``mode`` → a policy
+    (``early_exit`` applies to "eval"), ``init`` → an initialisation, ``reparam="tanh"`` → the
+    C&W constraint instead of the ball's projection."""
+    policies = {"eval": lambda: engine.eval_policy(early_exit), "train": engine.train_policy}
+    if mode not in policies:
+        raise ValueError(f"mode must be 'eval' or 'train'; got {mode!r}")
+    if init not in engine.INITS:
+        raise ValueError(f"init must be one of {sorted(engine.INITS)}; got {init!r}")
+    if reparam not in (None, "tanh"):
+        raise ValueError(f"reparam must be None or 'tanh'; got {reparam!r}")
     return AttackConfig(
-        eps=eps, norm=norm, iterations=iterations, restarts=restarts, mode=mode, early_exit=early_exit,
-        init=init, optimizer=make_optimizer(optimizer, lr, step_size), reparam=reparam,
+        eps=eps, norm=norm, iterations=iterations, restarts=restarts, policy=policies[mode](),
+        init=engine.INITS[init], optimizer=make_optimizer(optimizer, lr, step_size),
+        constraint=engine.tanh_box() if reparam == "tanh" else None,
     )
 
 
