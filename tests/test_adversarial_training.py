@@ -81,12 +81,6 @@ def test_on_true_manifold_at_lowers_on_manifold_success(trained):
     assert trained("on_true_manifold", "on_true_manifold_at") < trained("on_true_manifold", "normal") - 0.05
 
 
-def _jit_builder(method, ctx):
-    """The method's batch builder, jitted as the training loop runs it (eager, the inner attack's
-    loop dispatches op by op: ~30 s a call with the CNN)."""
-    return jax.jit(make_builder(method, ctx))
-
-
 def _fake_batch(small_fonts, n=100):
     test = data.load("fonts", "test", limit=n, config=small_fonts)
     return {
@@ -96,12 +90,31 @@ def _fake_batch(small_fonts, n=100):
     }
 
 
+@pytest.fixture(scope="module")
+def builders(small_fonts):
+    """Each method's batch builder as the training loop runs it: jitted and vmapped over two
+    seeds' MLP variables and keys (eager, the inner attack's loop dispatches op by op).  One
+    compiled program per method serves every test below (the structure under test is the method,
+    not the network: the MLP compiles fastest).  Returns ``build(method, batch) -> (inputs,
+    labels, weights)``, each with a leading seed axis, and the context."""
+    clf = _clf("mlp")
+    variables = jax.vmap(lambda k: models.init_variables(clf, k))(jax.random.split(jax.random.key(0), 2))
+    ctx = _context(clf, small_fonts, iterations=2)
+    jitted = {}
+
+    def build(method, batch):
+        if method not in jitted:
+            jitted[method] = jax.jit(jax.vmap(make_builder(method, ctx), in_axes=(0, None, 0, None)))
+        return jitted[method](variables, batch, jax.random.split(jax.random.key(1), 2), ctx.arrays)
+
+    return build, ctx
+
+
 @pytest.mark.parametrize("method, second", [("combined_true", "on_true_manifold"), ("combined_transformation", "transformation")])
-def test_combined_batch_composition(small_fonts, method, second):
-    clf, variables = models.create("mlp", (28, 28, 1), 10, jax.random.key(0))
-    ctx = _context(clf, small_fonts)
+def test_combined_batch_composition(small_fonts, builders, method, second):
+    build, _ = builders
     batch = _fake_batch(small_fonts)
-    inputs, labels, weights = _jit_builder(method, ctx)(variables, batch, jax.random.key(0), ctx.arrays)
+    inputs, labels, weights = (a[0] for a in build(method, batch))  # seed 0
     assert inputs.shape == (100, 28, 28, 1)
     np.testing.assert_array_equal(inputs[:50], batch["image"][:50])  # 50 clean
     np.testing.assert_array_equal(labels, batch["label"])
@@ -113,35 +126,30 @@ def test_combined_batch_composition(small_fonts, method, second):
     assert float(man.min()) >= 0.0 and float(man.max()) <= 1.0
 
 
-def test_half_methods_weights_and_full_variant(small_fonts):
-    clf, variables = models.create("mlp", (28, 28, 1), 10, jax.random.key(0))
-    ctx = _context(clf, small_fonts)
+def test_half_methods_weights_and_full_variant(small_fonts, builders):
+    build, ctx = builders
     batch = _fake_batch(small_fonts)
     batch["mask"] = batch["mask"].at[-10:].set(False)  # a padded last batch
-    _, _, w = _jit_builder("regular_at", ctx)(variables, batch, jax.random.key(0), ctx.arrays)
-    np.testing.assert_allclose(w, [1 / 100] * 50 + [1 / 80] * 40 + [0] * 10, rtol=1e-6)
-    inputs, _, w_full = _jit_builder("regular_at_full", ctx)(variables, batch, jax.random.key(0), ctx.arrays)
-    assert float(jnp.abs(inputs - batch["image"]).max()) > 0 and float(w_full.sum()) == pytest.approx(1.0)
-    learned, _, _ = _jit_builder("on_learned_manifold_at", ctx)(variables, batch, jax.random.key(0), ctx.arrays)
+    _, _, w = build("regular_at", batch)
+    np.testing.assert_allclose(w[0], [1 / 100] * 50 + [1 / 80] * 40 + [0] * 10, rtol=1e-6)
+    inputs, _, w_full = build("regular_at_full", batch)
+    assert float(jnp.abs(inputs[0] - batch["image"]).max()) > 0 and float(w_full[0].sum()) == pytest.approx(1.0)
+    learned, _, _ = build("on_learned_manifold_at", batch)
     decode, params = ctx.decode_fn, ctx.arrays["decoder"]
     recon = decode(params, batch["latent"][50:], batch["label"][50:])
-    assert 0 < float(jnp.abs(learned[50:] - recon).max())  # decoded, perturbed latents
+    assert 0 < float(jnp.abs(learned[0, 50:] - recon).max())  # decoded, perturbed latents
 
 
 ADVERSARIAL_METHODS = sorted(set(METHODS) - {"normal", "augment"})
 
 
 @pytest.mark.parametrize("method", ADVERSARIAL_METHODS)
-def test_every_method_builds_batches_under_vmapped_seeds(small_fonts, method):
+def test_every_method_builds_batches_under_vmapped_seeds(small_fonts, builders, method):
     # Methods differ only in their batch builder (the training loop is one, tested end to end with
     # vmapped seeds by the resume tests below), so each builder is checked where it varies: jitted
     # and vmapped over two seeds' variables and keys, as the loop runs it.
-    clf = _clf("mlp")  # the structure under test is the method, not the network: the MLP compiles fastest
-    variables = jax.vmap(lambda k: models.init_variables(clf, k))(jax.random.split(jax.random.key(0), 2))
-    ctx = _context(clf, small_fonts, iterations=2)
-    batch = _fake_batch(small_fonts, n=20)
-    build = jax.jit(jax.vmap(make_builder(method, ctx), in_axes=(0, None, 0, None)))
-    inputs, labels, weights = build(variables, batch, jax.random.split(jax.random.key(1), 2), ctx.arrays)
+    build, _ = builders
+    inputs, labels, weights = build(method, _fake_batch(small_fonts))
     assert inputs.shape[0] == labels.shape[0] == weights.shape[0] == 2 and inputs.shape[2:] == (28, 28, 1)
     assert bool(jnp.all(jnp.isfinite(inputs))) and float(inputs.min()) >= 0.0 and float(inputs.max()) <= 1.0
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)  # the loss is a weighted mean
