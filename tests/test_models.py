@@ -23,7 +23,8 @@ from manifold_robustness import models
 def test_parameter_counts(name, input_shape, classes, params):
     clf, variables = models.create(name, input_shape, classes, jax.random.key(0))
     assert models.count_params(variables) == params
-    logits = clf.logits_fn(variables)(jnp.zeros((2, *input_shape), jnp.float32))
+    # shapes only (eval_shape): run eagerly, the deep nets' forward passes compiled op by op
+    logits = jax.eval_shape(clf.logits_fn(variables), jax.ShapeDtypeStruct((2, *input_shape), jnp.float32))
     assert logits.shape == (2, classes)
 
 
@@ -42,12 +43,12 @@ def test_train_and_eval_modes():
     x = jax.random.uniform(jax.random.key(2), (8, 28, 28, 1))
     logits_eval, stats_eval = clf.apply(v, x, train=False)
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), stats_eval, v["batch_stats"]))
-    _, stats_train = clf.apply(v, x, train=True)
+    _, stats_train = jax.jit(lambda v, x: clf.apply(v, x, train=True))(v, x)  # eagerly: ~50 op programs
     changed = jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.any(a != b)), stats_train, v["batch_stats"]))
     assert all(changed)
     # pure: jit equals eager, and the logits_fn is eval mode
     np.testing.assert_allclose(jax.jit(clf.logits_fn(v))(x), logits_eval, atol=1e-5)
-    grads = jax.grad(lambda im: clf.logits_fn(v)(im).sum())(x)
+    grads = jax.jit(jax.grad(lambda im: clf.logits_fn(v)(im).sum()))(x)
     assert grads.shape == x.shape and float(jnp.abs(grads).sum()) > 0
 
 
