@@ -29,21 +29,21 @@ Presets (``python -m manifold_robustness experiment run --config fonts:<preset>`
            attack, distances for the normally trained model at N = 5000 on 300 test images.
            The attack-strength audit runs on the four models at N = 5000 (50 images per attack,
            5× iterations, 2× restarts, cross-entropy and margin).
-           Measured: `make run` from a fresh clone (set-up, FONTS build, this preset, report; commit
-           2381aca) takes 14 min 28 s on 2 CPU cores (the runs: training 483 s, attacks 165 s,
-           audit 108 s, distances 30 s), 1.4 GB peak memory.  Result: all four claims hold —
-           regular AEs 1.09 from the manifold (test images 0.013), on-true success 85 % on normal
-           models, Spearman(error, on-true success) 0.95, on-true AT error 17.7 % vs normal 36.4 %
-           at N = 5000, normal training's regular success 100 % → 97 % as N grows while regular
-           AT's falls 97 % → 68 % (paper: 94 % → 64 %).  The audit flags the paper attack as
-           understating success on the adversarially trained models at N = 5000: regular AT's
-           regular success 74 % → 100 % and on-true AT's on-true success 52 % → 91 % on the 50
-           audited images (normal training: 100 % either way).
-           One seed, so the curves are noisier than the paper's.
-           These figures were measured on FONTS before the legibility rules (now
-           ``data.selection="random"``); with them (the default) normal training's error at
-           N = 1000 / 5000 is 50.5 / 21.5 % for seed 0 (49.2 / 19.7 % over seeds 0–3; paper 49.5 /
-           19.9 %) instead of 63.9 / 36.4 %; the whole preset is not yet re-measured on it.
+           Measured on the legible FONTS (the default selection): `make run` from a fresh clone
+           (set-up, FONTS build, this preset, report; commit 1075d6c, 2026-12-03) took 19 min on 2
+           CPU cores that another job shared (the runs: training 654 s, attacks 201 s, audit 127 s,
+           distances 37 s; on-true AT at N = 5000 alone 282 s).  Result: all four claims hold —
+           regular AEs 1.06 from the manifold (test images 0.014), on-true success 80 % on normal
+           models, Spearman(error, on-true success) 0.91, normal training's test error 75.8 / 48.6 /
+           20.5 % at N = 250 / 1000 / 5000 (paper ~70 / 49.5 / 19.9 %), on-true AT 8.8 % at 5000,
+           normal training's regular success 100 % at every N while regular AT's falls 92 % → 69 %
+           (paper: 94 % → 64 %).  The report's distance-to-the-paper table: test error vs N within
+           1.5 points for normal training, 3.6 (regular AT), 5.1 (on-true AT), 4.5 (augmentation).
+           The audit flags the paper attack as understating success at N = 5000: regular AT's
+           regular success 81 % → 100 %, on-true AT's on-true success 56 % → 74 % on the 50 audited
+           images.  One seed, so the curves are noisier than the paper's.
+           With ``data.selection="random"`` (FONTS before the legibility rules) normal training's
+           error was 63.9 / 36.4 % at N = 1000 / 5000.
 ``tiny``   For tests and notebooks: 100 fonts, N ∈ {100, 200}, normal / on-true AT (true manifold
            only), 2 epochs, 3 iterations, 20 attacked images.  Numbers mean nothing; it runs in
            about a minute.
