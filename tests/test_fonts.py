@@ -106,6 +106,22 @@ def test_corrupted_cache_is_detected_and_rebuilt(small_config, tmp_path, caplog)
     np.testing.assert_array_equal(fonts.build(small_config, data_dir=tmp_path).images, original)
 
 
+def test_a_checked_file_is_checked_again_only_when_it_changed(small_config, tmp_path, monkeypatch):
+    path = fonts.build(small_config, data_dir=tmp_path).path
+    cache.read_entry(path)  # checks every file and remembers their stat
+    checked = []
+    real = cache.file_crc32
+    monkeypatch.setattr(cache, "file_crc32", lambda p, *a: checked.append(p.name) or real(p, *a))
+    cache.read_entry(path)
+    assert checked == []  # unchanged since the last check
+    raw = bytearray((path / "images.npy").read_bytes())
+    raw[-100] ^= 0xFF  # same size, rewritten
+    (path / "images.npy").write_bytes(bytes(raw))
+    with pytest.raises(cache.CorruptCacheError, match="checksum"):
+        cache.read_entry(path)
+    assert checked == ["images.npy"]
+
+
 def test_interrupted_build_leaves_no_entry(small_config, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
