@@ -159,3 +159,13 @@ def test_initializers_draw_the_documented_distribution_with_and_without_jit():
     small = np.asarray(initializers.normal(0.001)(key, (700, 30)))  # 21 000 of a 32 768 block
     assert abs(small.std() / 0.001 - 1) < 0.03
     assert initializers.block_size(21_000) == 32_768 and initializers.block_size(1) == 1
+
+
+def test_structure_is_create_without_weights():
+    clf, v = models.create("cnn", (28, 28, 1), 10, jax.random.key(0))
+    bare = models.structure("cnn", (28, 28, 1), 10)
+    assert bare.graphdef == clf.graphdef  # the same graph: it runs the stored weights
+    assert (bare.name, bare.input_shape, bare.num_classes, bare.options) == (clf.name, clf.input_shape, clf.num_classes, ())
+    x = jax.random.uniform(jax.random.key(1), (2, 28, 28, 1))
+    np.testing.assert_array_equal(bare.logits_fn(v)(x), clf.logits_fn(v)(x))
+    assert models.structure("cnn", (28, 28, 1), 10, conv="xla").options == (("conv", "xla"),)

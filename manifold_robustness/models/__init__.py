@@ -23,7 +23,8 @@ from flax import nnx
 
 from manifold_robustness.models.classifiers import CNN, MLP, VGG, ResNet13
 
-__all__ = ["ARCHITECTURES", "Classifier", "apply_graph", "create", "init_variables", "count_params", "check_images"]
+__all__ = ["ARCHITECTURES", "Classifier", "apply_graph", "create", "structure", "init_variables", "count_params",
+           "check_images"]
 
 ARCHITECTURES: dict[str, type[nnx.Module]] = {"cnn": CNN, "mlp": MLP, "resnet13": ResNet13, "vgg": VGG}
 
@@ -119,6 +120,15 @@ def create(name: str, input_shape: Sequence[int], num_classes: int, key: jax.Arr
     graphdef, params, stats = nnx.split(module, nnx.Param, nnx.BatchStat)
     options = tuple(sorted(kwargs.items()))
     return Classifier(name, tuple(input_shape), num_classes, graphdef, options), {"params": params, "batch_stats": stats}
+
+
+def structure(name: str, input_shape: Sequence[int], num_classes: int, **kwargs) -> Classifier:
+    """The classifier of :func:`create` without drawing any weights (``nnx.eval_shape``): for code
+    that loads its variables from a store (the ``attack`` command, reports), where drawing the
+    initial weights cost ~2 s of start-up."""
+    module = nnx.eval_shape(lambda: _build(name, input_shape, num_classes, jax.random.key(0), **kwargs))
+    graphdef, _, _ = nnx.split(module, nnx.Param, nnx.BatchStat)
+    return Classifier(name, tuple(input_shape), num_classes, graphdef, tuple(sorted(kwargs.items())))
 
 
 def init_variables(clf: Classifier, key: jax.Array) -> Variables:

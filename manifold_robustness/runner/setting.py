@@ -105,7 +105,7 @@ def load_setting(c) -> Setting:
         raise ValueError(f"{c.dataset} has only {train.images.shape[0]} training images; sizes ask for up to {largest}")
     if test.images.shape[0] < max(c.eval.regular_examples, c.eval.on_manifold_examples):
         raise ValueError(f"{c.dataset} has only {test.images.shape[0]} test images; eval asks for more")
-    clf, _ = models.create(c.model, train.images.shape[1:], train.num_classes, jax.random.key(0))
+    clf = models.structure(c.model, train.images.shape[1:], train.num_classes)  # weights: per seed, or the store's
     s = Setting(spec, train, test, clf, spec.ranges(options))
     if "transfer" in c.eval.attacks:  # the transfer source's training images (add_sources)
         n = int(c.eval.transfer.examples)
