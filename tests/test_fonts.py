@@ -215,3 +215,20 @@ def test_concurrent_builders_keep_the_first_complete_entry(tmp_path):
     meta, arrays = cache.read_entry(final)
     assert meta["who"] == "first" and arrays["x"].tolist() == [0, 1, 2]
     assert [p.name for p in tmp_path.iterdir()] == ["entry"]  # no temporary folders left behind
+
+
+def test_a_second_builder_waits_for_the_first_and_reads_its_entry(small_config, tmp_path, monkeypatch):
+    import threading
+
+    calls = []
+    real = fonts._build
+    monkeypatch.setattr(fonts, "_build", lambda *a: calls.append(1) or real(*a))
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(fonts.build(small_config, data_dir=tmp_path)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(results) == 2  # built once, the other waited and read it
+    np.testing.assert_array_equal(results[0].images, results[1].images)

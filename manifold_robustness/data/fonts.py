@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from manifold_robustness import transforms
+from manifold_robustness import claims, transforms
 from manifold_robustness.data import cache, fontfaces, legibility
 from manifold_robustness.manifolds import fonts as fonts_manifold
 
@@ -241,14 +241,30 @@ def build(config: FontsConfig = FontsConfig(), data_dir=None, progress: bool = F
     changed config or font set rebuilds; a corrupted entry is detected (checksums) and rebuilt.
     """
     path, files = entry_path(config, data_dir)
+    built = _cached(config, path, verify)
+    if built is not None:
+        return built
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # one builder per entry: another process building the same FONTS is waited for, then read
+    with claims.wait(path.parent / f".{path.name}.building", poll=1.0):
+        built = _cached(config, path, verify)
+        return built if built is not None else _build(config, path, files, progress)
+
+
+def _cached(config: FontsConfig, path: Path, verify: bool) -> FontsData | None:
+    """The entry at ``path`` (None when there is none; a corrupt one is removed, logged)."""
     try:
         meta, arrays = cache.read_entry(path, verify=verify)
         return _as_data(config, meta, arrays, path)
     except FileNotFoundError:
-        pass
+        return None
     except cache.CorruptCacheError as err:
         log.warning("FONTS cache entry %s is corrupted (%s); rebuilding it.", path, err)
         cache.discard_entry(path)
+        return None
+
+
+def _build(config: FontsConfig, path: Path, files: list[str], progress: bool) -> FontsData:
     t0 = time.perf_counter()
     faces, prototypes, report = fontfaces.discover(files, config.image_size, config.font_size, progress=progress)
     scores = {}
