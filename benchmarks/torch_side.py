@@ -178,7 +178,8 @@ def vaegan_nets(variables, k: int, size: int = 28):
     """(encoder, decoder, discriminator) of class model ``k`` of stacked JAX VAE-GAN variables."""
     net = lambda name: take({"params": variables["params"][name],  # noqa: E731
                              "batch_stats": variables["batch_stats"][name]}, k)
-    return Encoder(net("encoder"), size), Decoder(net("decoder"), size), Discriminator(net("discriminator"), size)
+    return tuple(cls(net(name), size) for cls, name in
+                 ((Encoder, "encoder"), (Decoder, "decoder"), (Discriminator, "discriminator")))
 
 
 # --- FONTS rendering and the attack loop ---------------------------------------------------------
