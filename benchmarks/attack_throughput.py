@@ -50,8 +50,9 @@ def jax_attack(clf, variables, images, labels, batch_size):
 
 
 def torch_attack(model, images, labels, batch_size):
-    """Idiomatic PyTorch with the same semantics: δ as a leaf tensor, torch.optim.Adam, clamp
-    projection, per-example freeze at the first success, restarts stacked into the batch."""
+    """Idiomatic PyTorch with the same semantics: δ as a leaf tensor (the only one given a
+    gradient), torch.optim.Adam, clamp projection, per-example freeze at the first success,
+    restarts stacked into the batch."""
     import torch
 
     torch.manual_seed(0)
@@ -76,7 +77,7 @@ def torch_attack(model, images, labels, batch_size):
             done |= wrong
             loss = -torch.nn.functional.cross_entropy(logits, y, reduction="sum")
             opt.zero_grad()
-            loss.backward()
+            loss.backward(inputs=[delta])  # the weights need no gradient
             opt.step()
             with torch.no_grad():
                 delta.data = torch.clamp(torch.clamp(delta.data, -EPS, EPS) + x0, 0, 1) - x0
