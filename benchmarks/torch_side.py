@@ -34,7 +34,13 @@ def load(no_torch: bool = False):
     if torch is None:
         print("torch not installed (pip install -e '.[bench]'): JAX figures only")
         return None
-    torch.set_num_threads(os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(cores)
+    busy = os.getloadavg()[0]
+    if busy > 0.5:  # seen here: 10-50x slower PyTorch steps while a test suite held both cores
+        print(f"warning: load average {busy:.1f} on {cores} cores before the run; PyTorch's OpenMP "
+              "threads slow down far more than JAX's when other processes share the cores, so the "
+              "ratios of this run are inflated: measure on an idle machine")
     return torch
 
 
