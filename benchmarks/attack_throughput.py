@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import torch_side as ts
+
 EPS, LR, ITERS, RESTARTS = 0.3, 0.005, 40, 5
 # Multiply-accumulates of the paper CNN's forward pass on 28x28x1 (conv 16/32/64, fc 100, fc 10).
 CNN_MACS = 14 * 14 * 16 * 16 + 7 * 7 * 32 * 256 + 3 * 3 * 64 * 512 + 576 * 100 + 100 * 10
@@ -47,38 +49,10 @@ def jax_attack(clf, variables, images, labels, batch_size):
     return len(labels) * RESTARTS / run_s, compile_s, float(jnp.mean(jnp.concatenate(rates, 1)))
 
 
-def torch_model(variables):
-    """The same CNN in PyTorch (NCHW), with the JAX weights copied in."""
-    import torch
-    from torch import nn
-
-    p, s = variables["params"], variables["batch_stats"]
-    layers = []
-    for i, (cin, cout) in enumerate(((1, 16), (16, 32), (32, 64))):
-        conv = nn.Conv2d(cin, cout, 4, 2, 1)
-        conv.weight.data = torch.from_numpy(np.asarray(p["convs"][i]["kernel"]).transpose(3, 2, 0, 1).copy())
-        conv.bias.data = torch.from_numpy(np.asarray(p["convs"][i]["bias"]).copy())
-        bn = nn.BatchNorm2d(cout, eps=1e-5)
-        bn.weight.data = torch.from_numpy(np.asarray(p["norms"][i]["scale"]).copy())
-        bn.bias.data = torch.from_numpy(np.asarray(p["norms"][i]["bias"]).copy())
-        bn.running_mean.data = torch.from_numpy(np.asarray(s["norms"][i]["mean"]).copy())
-        bn.running_var.data = torch.from_numpy(np.asarray(s["norms"][i]["var"]).copy())
-        layers += [conv, bn, nn.ReLU()]
-
-    class Flatten(nn.Module):  # NCHW → the NHWC flattening order of the JAX model
-        def forward(self, x):
-            return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
-
-    fc1, fc2 = nn.Linear(576, 100), nn.Linear(100, 10)
-    for fc, q in ((fc1, p["fc1"]), (fc2, p["fc2"])):
-        fc.weight.data = torch.from_numpy(np.asarray(q["kernel"]).T.copy())
-        fc.bias.data = torch.from_numpy(np.asarray(q["bias"]).copy())
-    return nn.Sequential(*layers, Flatten(), fc1, fc2).eval()
-
-
 def torch_attack(model, images, labels, batch_size):
-    """Idiomatic PyTorch with the same semantics: δ as a leaf tensor, torch.optim.Adam, clamp
-    projection, per-example freeze at the first success, restarts stacked into the batch."""
+    """Idiomatic PyTorch with the same semantics: δ as a leaf tensor (the only one given a
+    gradient), torch.optim.Adam, clamp projection, per-example freeze at the first success,
+    restarts stacked into the batch."""
     import torch
 
     torch.manual_seed(0)
@@ -103,7 +77,7 @@ def torch_attack(model, images, labels, batch_size):
             done |= wrong
             loss = -torch.nn.functional.cross_entropy(logits, y, reduction="sum")
             opt.zero_grad()
-            loss.backward()
+            loss.backward(inputs=[delta])  # the weights need no gradient
             opt.step()
             with torch.no_grad():
                 delta.data = torch.clamp(torch.clamp(delta.data, -EPS, EPS) + x0, 0, 1) - x0
@@ -132,17 +106,12 @@ def main() -> None:
     images = rng.uniform(size=(max(args.images, 5000), 28, 28, 1)).astype(np.float32)
     labels = rng.integers(0, 10, size=len(images)).astype(np.int32)
     model = None
-    if not args.no_torch:
-        try:
-            import torch
-
-            torch.set_num_threads(max(1, len(jax.devices("cpu")) and __import__("os").cpu_count()))
-            model = torch_model(variables)
-            with torch.no_grad():
-                ref = model(torch.from_numpy(images[:8].transpose(0, 3, 1, 2))).numpy()
-            np.testing.assert_allclose(ref, np.asarray(clf.logits_fn(variables)(jnp.asarray(images[:8]))), atol=1e-3)
-        except ImportError:
-            print("torch is not installed (pip install -e '.[bench]'): JAX figures only")
+    torch = ts.load(args.no_torch)
+    if torch is not None:
+        model = ts.cnn(variables)
+        with torch.no_grad():
+            ref = model(ts.nchw(images[:8])).numpy()
+        np.testing.assert_allclose(ref, np.asarray(clf.logits_fn(variables)(jnp.asarray(images[:8]))), atol=1e-3)
     print(f"device: {dev.device_kind} ({dev.platform}); {ITERS} iterations x {RESTARTS} restarts, eps {EPS}, no early exit")
     print(f"{'batch':>6} {'images':>7} {'JAX img*R/s':>12} {'compile s':>10} {'PyTorch img*R/s':>16} {'ratio':>6}")
     for bs in (int(b) for b in args.batches.split(",")):
