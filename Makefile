@@ -4,7 +4,7 @@
 PY := .venv/bin/python
 RESULTS ?= results
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench gpu-wheels clean
 
 setup:
 	@bash scripts/setup.sh
@@ -19,6 +19,10 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/fonts_build.py
+
+# the pure-Python packages the GPU benchmarks need beyond a JAX image (benchmarks/gpu.sh)
+gpu-wheels: setup
+	$(PY) -m pip download -q --no-deps -d .whl/gpu ml_collections tqdm
 
 clean:
 	rm -rf .stamps $(RESULTS)

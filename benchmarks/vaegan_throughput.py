@@ -16,7 +16,8 @@ gradients are checked against ``vaegan_losses.gradients`` on the same images and
 1e-4 of its network's largest gradient entry), for both ways.
 
 Target (issue 14, item 2): >= 2x PyTorch eager's images/s.
-Measured: (to be filled)
+Measured (2-core AMD EPYC (AVX-512), jax 0.10.2, torch 2.13.0 CPU, 2026-12-03; 10 classes x batch 100, 64 channels): JAX 297
+images/s against PyTorch's loop 338 (vmap 204): 0.93x.
 
 Images are random uint8 (speed does not depend on content), so no dataset is needed.  Shared CPUs
 vary a lot from one second to the next: compare the best figures of one run, not runs.
