@@ -20,7 +20,7 @@ Measured (2-core AMD EPYC (AVX-512), jax 0.10.2, torch 2.13.0 CPU, 2026-12-03; 1
 (752 img/s) against PyTorch 311 ms: 2.34x; on-true AT 150 ms against 300 ms: 1.99x.
 
     .venv/bin/python benchmarks/at_step_throughput.py [--steps 20] [--methods regular_at,on_true_manifold_at]
-        [--fonts paper|small] [--no-torch]
+        [--fonts paper|small|synthetic] [--no-torch]
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ import numpy as np
 import torch_side as ts
 
 BATCH, ETA = 100, 0.3
-FONTS = {"paper": {}, "small": dict(num_fonts=100, repetitions=12, test_repetitions=2)}
 
 
 def jax_steps(clf, variables, method, data, arrays, steps):
@@ -127,11 +126,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="timed steps per method and side")
     parser.add_argument("--methods", default="regular_at,on_true_manifold_at")
-    parser.add_argument("--fonts", default="paper", choices=sorted(FONTS), help="small: the tests' build")
+    parser.add_argument("--fonts", default="paper", choices=sorted(ts.FONTS_SOURCES),
+                        help="small: the tests' build; synthetic: random glyphs (no fonts needed)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
     args = parser.parse_args()
 
-    from manifold_robustness import data, models
+    from manifold_robustness import models
     from manifold_robustness.training import trainer
 
     dev = jax.devices()[0]
@@ -139,9 +139,7 @@ def main() -> None:
     if torch is not None and dev.platform != "cpu":
         print(f"JAX runs on {dev.platform}, PyTorch on the CPU: JAX figures only")
         torch = None
-    cfg = data.FontsConfig(**FONTS[args.fonts])
-    train = data.load("fonts", "train", limit=BATCH, config=cfg)
-    prototypes = data.fonts_prototypes(cfg)
+    train, prototypes = ts.fonts(args.fonts, "train", BATCH)
     arrays = {"prototypes": jnp.asarray(prototypes)}
     device = trainer.device_data(train, (28, 28, 1))
     batch = {"image": train.images, "label": train.labels, "font_id": train.font_ids, "theta": train.theta}

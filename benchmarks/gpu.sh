@@ -3,7 +3,8 @@
 # the CNN attack's fraction of the device's FP32 peak, the cost of one paper-preset FONTS group
 # and the full grid extrapolated.  Budget: under 8 minutes on an H100/H200-class GPU.
 #
-#   bash benchmarks/gpu.sh            # on the GPU machine, from the repository root
+#   bash benchmarks/gpu.sh            # on the GPU machine, from the repository root (device tool:
+#                                     # run with carry [".whl/gpu"] after `make gpu-wheels` here)
 #   bash benchmarks/gpu.sh --quick    # tiny sizes: checks that every step runs (any machine)
 #
 # The device's image has jax, flax, optax, orbax and chex; what else the benchmarks import
@@ -71,11 +72,14 @@ EOF
 
 if [ $QUICK = 1 ]; then
     step 300 "paper attack (CNN)" $PY benchmarks/attack_throughput.py --no-torch --images 200 --batches 100
+    step 300 "on-manifold attacks" $PY benchmarks/manifold_attack_throughput.py --no-torch --fonts synthetic --images 10 --batches 10
+    step 300 "adversarial-training step" $PY benchmarks/at_step_throughput.py --no-torch --fonts synthetic --steps 1
+    step 300 "VAE-GAN training step" $PY benchmarks/vaegan_throughput.py --no-torch --classes 2 --channels 8 --steps 1 --repeats 1
     step 300 "paper grid cost" $PY benchmarks/paper_grid_cost.py --quick
 else
     step 90 "paper attack (CNN), FLOP fraction" $PY benchmarks/attack_throughput.py --no-torch --images 20000 --batches 1000,5000,10000
-    step 60 "on-manifold attacks" $PY benchmarks/manifold_attack_throughput.py --no-torch
-    step 60 "adversarial-training step" $PY benchmarks/at_step_throughput.py --no-torch
-    step 60 "VAE-GAN training step (10 class models)" $PY benchmarks/vaegan_throughput.py --no-torch
+    step 75 "on-manifold attacks" $PY benchmarks/manifold_attack_throughput.py --no-torch --fonts synthetic --images 5000 --batches 1000,5000
+    step 60 "adversarial-training step" $PY benchmarks/at_step_throughput.py --no-torch --fonts synthetic --steps 50
+    step 60 "VAE-GAN training step (10 class models)" $PY benchmarks/vaegan_throughput.py --no-torch --classes 10 --steps 10 --repeats 5
     step 150 "one paper group per method, the grid extrapolated" $PY benchmarks/paper_grid_cost.py
 fi

@@ -26,7 +26,7 @@ transposed convolution is a batch of one-image matmuls); PyTorch's loop runs eac
 decoder on its rows at once.
 
     .venv/bin/python benchmarks/manifold_attack_throughput.py [--manifolds true,learned]
-        [--images 500] [--batches 100,500] [--fonts paper|small] [--no-torch]
+        [--images 500] [--batches 100,500] [--fonts paper|small|synthetic] [--no-torch]
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ import numpy as np
 import torch_side as ts
 
 ETA, ITERS, RESTARTS = 0.3, 40, 5
-FONTS = {"paper": {}, "small": dict(num_fonts=100, repetitions=12, test_repetitions=2)}
 
 
 def jax_rate(atk, logits_fn, batches, context):
@@ -98,11 +97,9 @@ def rows(a):
 
 
 def true_manifold(args, n, model):
-    from manifold_robustness import attacks, data, transforms
+    from manifold_robustness import attacks, transforms
 
-    cfg = data.FontsConfig(**FONTS[args.fonts])
-    test = data.load("fonts", "test", limit=n, config=cfg)
-    protos = data.fonts_prototypes(cfg)
+    test, protos = ts.fonts(args.fonts, "test", n)
     fields = {"theta": test.theta, "font_id": test.font_ids, "label": test.labels}
     ranges = transforms.FONTS_RANGES["hard"]
     atk = attacks.make("on_true_manifold", eps=ETA, ranges=ranges, iterations=ITERS, restarts=RESTARTS,
@@ -190,7 +187,8 @@ def main() -> None:
     parser.add_argument("--manifolds", default="true,learned")
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--batches", default="100,500", help="images per call (rows: × 5 restarts)")
-    parser.add_argument("--fonts", default="paper", choices=sorted(FONTS), help="small: the tests' build")
+    parser.add_argument("--fonts", default="paper", choices=sorted(ts.FONTS_SOURCES),
+                        help="small: the tests' build; synthetic: random glyphs (no fonts needed)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
     args = parser.parse_args()
 

@@ -44,6 +44,31 @@ def load(no_torch: bool = False):
     return torch
 
 
+# Where the benchmarks' FONTS comes from: the full build, the tests' small one, or random glyphs
+# of FONTS' shapes (a machine without the font packages, e.g. a GPU image; speed does not depend
+# on what the glyphs look like)
+FONTS_SOURCES = {"paper": {}, "small": dict(num_fonts=100, repetitions=12, test_repetitions=2), "synthetic": None}
+
+
+def fonts(source: str, split: str, n: int):
+    """(``data.Dataset`` of ``n`` float32 images of ``split`` with θ and font ids, prototypes
+    float32[F, 10, 28, 28, 1]) from ``source`` (a key of :data:`FONTS_SOURCES`)."""
+    import jax
+
+    from manifold_robustness import data, transforms
+    from manifold_robustness.manifolds import fonts as true_manifold
+
+    if FONTS_SOURCES[source] is not None:
+        cfg = data.FontsConfig(**FONTS_SOURCES[source])
+        return data.load("fonts", split, limit=n, config=cfg), np.asarray(data.fonts_prototypes(cfg))
+    rng = np.random.default_rng(0 if split == "train" else 1)
+    prototypes = rng.uniform(size=(100, 10, 28, 28, 1)).astype(np.float32)
+    labels, font_ids = (np.arange(n) % 10).astype(np.int32), rng.integers(0, 100, n).astype(np.int32)
+    theta = np.asarray(transforms.sample_theta(jax.random.key(n), n, transforms.FONTS_RANGES["hard"]))
+    images = np.asarray(true_manifold.render(prototypes, font_ids, labels, theta), np.float32)
+    return data.Dataset("fonts", split, images, labels, 10, font_ids=font_ids, theta=theta), prototypes
+
+
 def tensor(a) -> "torch.Tensor":
     return torch.from_numpy(np.array(a, np.float32))
 
