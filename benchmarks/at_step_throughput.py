@@ -126,9 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="timed steps per method and side")
     parser.add_argument("--methods", default="regular_at,on_true_manifold_at")
-    parser.add_argument("--fonts", default="paper", choices=sorted(ts.FONTS_SOURCES),
-                        help="small: the tests' build; synthetic: random glyphs (no fonts needed)")
-    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
+    ts.add_arguments(parser)
     args = parser.parse_args()
 
     from manifold_robustness import models
@@ -136,9 +134,6 @@ def main() -> None:
 
     dev = jax.devices()[0]
     torch = ts.load(args.no_torch)
-    if torch is not None and dev.platform != "cpu":
-        print(f"JAX runs on {dev.platform}, PyTorch on the CPU: JAX figures only")
-        torch = None
     train, prototypes = ts.fonts(args.fonts, "train", BATCH)
     arrays = {"prototypes": jnp.asarray(prototypes)}
     device = trainer.device_data(train, (28, 28, 1))

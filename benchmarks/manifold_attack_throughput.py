@@ -187,18 +187,13 @@ def main() -> None:
     parser.add_argument("--manifolds", default="true,learned")
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--batches", default="100,500", help="images per call (rows: × 5 restarts)")
-    parser.add_argument("--fonts", default="paper", choices=sorted(ts.FONTS_SOURCES),
-                        help="small: the tests' build; synthetic: random glyphs (no fonts needed)")
-    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
+    ts.add_arguments(parser)
     args = parser.parse_args()
 
     from manifold_robustness import models
 
     dev = jax.devices()[0]
     torch = ts.load(args.no_torch)
-    if torch is not None and dev.platform != "cpu":
-        print(f"JAX runs on {dev.platform}, PyTorch on the CPU: JAX figures only")
-        torch = None
     rng = np.random.default_rng(0)
     clf, variables = models.create("cnn", (28, 28, 1), 10, jax.random.key(0))
     _, stats = clf.apply(variables, jnp.asarray(rng.uniform(size=(256, 28, 28, 1)), jnp.float32), train=True)

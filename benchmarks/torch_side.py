@@ -27,12 +27,18 @@ Module = nn.Module if torch is not None else object
 
 
 def load(no_torch: bool = False):
-    """torch with one thread per core, or None (printing why) with ``no_torch`` or without torch."""
+    """torch with one thread per core, or None (printing why) with ``no_torch``, without torch,
+    or when JAX runs on an accelerator (PyTorch is compared on the CPU only)."""
     if no_torch:
         print("PyTorch side skipped (--no-torch): JAX figures only")
         return None
     if torch is None:
         print("torch not installed (pip install -e '.[bench]'): JAX figures only")
+        return None
+    import jax
+
+    if jax.default_backend() != "cpu":
+        print(f"JAX runs on {jax.default_backend()}, PyTorch on the CPU: JAX figures only")
         return None
     cores = os.cpu_count() or 1
     torch.set_num_threads(cores)
@@ -48,6 +54,13 @@ def load(no_torch: bool = False):
 # of FONTS' shapes (a machine without the font packages, e.g. a GPU image; speed does not depend
 # on what the glyphs look like)
 FONTS_SOURCES = {"paper": {}, "small": dict(num_fonts=100, repetitions=12, test_repetitions=2), "synthetic": None}
+
+
+def add_arguments(parser) -> None:
+    """The options every PyTorch-side benchmark shares: where FONTS comes from, no PyTorch."""
+    parser.add_argument("--fonts", default="paper", choices=sorted(FONTS_SOURCES),
+                        help="small: the tests' build; synthetic: random glyphs (no fonts needed)")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
 
 
 def fonts(source: str, split: str, n: int):
