@@ -164,3 +164,21 @@ def test_shard_flags_of_experiment_run_are_checked(tmp_path, capsys):
     assert "must lie in [0, 1]" in capsys.readouterr().err
     assert cli.main([*base, "--coordinator", "nope"]) == 2
     assert "HOST:PORT" in capsys.readouterr().err
+
+
+def test_distributed_reads_the_shard_from_the_cluster(monkeypatch):
+    """--distributed without a cluster says what to pass; under Slurm it reads the task's index."""
+    for var in ("SLURM_JOB_ID", "OMPI_MCA_orte_hnp_uri", "PMIX_SERVER_URI", "KUBERNETES_SERVICE_HOST"):
+        monkeypatch.delenv(var, raising=False)
+    try:
+        found = distributed.identity(auto=True)
+    except ValueError as err:
+        assert "--num-processes N --process-id I" in str(err)
+    else:
+        pytest.skip(f"this machine looks like a cluster to jax ({found})")
+    monkeypatch.setenv("SLURM_JOB_ID", "1")
+    monkeypatch.setenv("SLURM_NTASKS", "3")
+    monkeypatch.setenv("SLURM_PROCID", "2")
+    monkeypatch.setenv("SLURM_STEP_NODELIST", "node1")
+    monkeypatch.setenv("SLURM_LOCALID", "0")
+    assert distributed.identity(auto=True) == (2, 3)
