@@ -142,17 +142,47 @@ def _load_config(args):
     return config.load(args.config, args.override or [])
 
 
-def _mesh(args):
+def _mesh(args, local: bool = False):
+    """The data mesh of --data-parallel: over every process's devices (``local``: this process's)."""
     if not getattr(args, "data_parallel", False):
         return None
     import jax
 
     from manifold_robustness import parallel
 
-    if jax.device_count() < 2:
+    devices = jax.local_devices() if local else jax.devices()
+    if len(devices) < 2:
         print("note: --data-parallel with one device: nothing to shard", file=sys.stderr)
         return None
-    return parallel.data_mesh()
+    return parallel.data_mesh(devices)
+
+
+def _add_distributed_args(p: argparse.ArgumentParser, one_program: bool) -> None:
+    g = p.add_argument_group(
+        "several processes (hosts)",
+        "one program over every process's devices: start the same command on each process with --data-parallel, "
+        "the same --coordinator and its own --process-id; only process 0 writes files" if one_program else
+        "each process runs its own shard of the grid (--shard defaults to --process-id/--num-processes) on its own "
+        "devices; the processes share the results folder (its claims keep them off each other's groups) and "
+        "need no coordinator")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="address of process 0, the same on every process (jax.distributed.initialize)"
+                   if one_program else "accepted for symmetry with train / attack; not needed")
+    g.add_argument("--num-processes", type=int, default=None, metavar="N", help="how many processes take part")
+    g.add_argument("--process-id", type=int, default=None, metavar="I", help="this process's index, 0..N-1")
+    g.add_argument("--distributed", action="store_true",
+                   help="read what is not given from the cluster (Slurm, Open MPI, Kubernetes, Cloud TPU)")
+
+
+def _start_processes(args) -> tuple[int, int]:
+    """``train`` / ``attack``: join the other processes (jax.distributed) → (index, count)."""
+    from manifold_robustness import distributed
+
+    index, count = distributed.initialize(args.coordinator, args.num_processes, args.process_id, auto=args.distributed)
+    if count > 1 and not args.data_parallel:
+        raise ValueError(f"{args.command} with {count} processes runs one program over all their devices: add "
+                         "--data-parallel (or use `experiment run`, where each process runs its own shard of the grid)")
+    return index, count
 
 
 def _results_root(args, c) -> Path:
@@ -162,9 +192,17 @@ def _results_root(args, c) -> Path:
 def cmd_experiment_run(args) -> int:
     from manifold_robustness.runner import experiment
 
+    from manifold_robustness import distributed
+
+    if args.coordinator is not None:
+        distributed.parse_address(args.coordinator)
+    index, count = distributed.identity(args.num_processes, args.process_id, auto=args.distributed)
+    if args.shard is None and count > 1:
+        args.shard = f"{index}/{count}"
+        print(f"process {index} of {count}: shard {args.shard}", file=sys.stderr)
     c = _load_config(args)
     root = _results_root(args, c)
-    counts = experiment.run(c, root, shard_spec=args.shard, progress=not args.quiet, mesh=_mesh(args))
+    counts = experiment.run(c, root, shard_spec=args.shard, progress=not args.quiet, mesh=_mesh(args, local=True))
     states = experiment.status(c, root)
     left = sum(v != "done" for v in states.values())
     claimed = f", {counts['claimed']} left to the other workers that claimed them" if counts["claimed"] else ""
@@ -205,6 +243,7 @@ def cmd_report(args) -> int:
 def cmd_train(args) -> int:
     from manifold_robustness.runner import config, experiment
 
+    index, _ = _start_processes(args)
     overrides = [f"methods={args.method}", f"sizes={args.n}", f"seeds={args.seeds}", "distances.methods=()",
                  *([f"train.epochs={args.epochs}"] if args.epochs is not None else []), *(args.override or [])]
     c = config.load(args.config, overrides)
@@ -216,6 +255,8 @@ def cmd_train(args) -> int:
                                       f"eval.on_manifold_examples={args.attack_examples}"])
     root = Path(args.results or f"results/train/{c.dataset}_{args.method}_n{args.n}")
     experiment.run(c, root, progress=not args.quiet, mesh=_mesh(args))
+    if index:  # process 0 wrote the runs and reports them
+        return 0
     from manifold_robustness.runner.store import ResultsStore
 
     for rec in ResultsStore(root).records(arrays=False):
@@ -243,6 +284,7 @@ def cmd_attack(args) -> int:
                                ("--iterations", args.iterations, 0)):
         if value < least:
             raise ValueError(f"{flag} must be >= {least}; got {value}")
+    index, count = _start_processes(args)
     store = ResultsStore(args.results)
     c = experiment.stored_config(args.results)
     done = store.finished()
@@ -258,7 +300,7 @@ def cmd_attack(args) -> int:
         apply_override(c, item)
     s = setting.prepare(c, store, progress=not args.quiet)
     manifold = s.manifold(entry.needs, f"attack {args.attack}")
-    variables = store.load_model(key)["variables"]
+    variables = store.load_model(key)["variables"]  # every process reads it (a shared results folder)
     kw = dict(iterations=args.iterations, restarts=args.restarts)
     if args.eps is not None:
         kw["eps"] = args.eps
@@ -269,7 +311,9 @@ def cmd_attack(args) -> int:
     attack = attacks.make(args.attack, **kw)
     name = setting.REGULAR if manifold is None else manifold.attack_key
     out = setting.attack_model(c, s, jax.tree.map(np.asarray, variables), jax.random.key(args.seed), name, attack,
-                               args.examples, manifold, progress=not args.quiet)
+                               args.examples, manifold, progress=not args.quiet, mesh=_mesh(args))
+    if index:  # every process has the gathered outcome; process 0 reports it
+        return 0
     summary = setting.summarize_attack(out, attack)
     print(f"{key.name}, {args.attack} (eps {summary['eps']}, {summary['iterations']} iterations, {summary['restarts']} restarts) "
           f"on {summary['num_examples']} test images ({summary['num_correct']} correctly classified):")
@@ -348,8 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--attack-examples", type=int, default=None,
                     help="test images each attack runs on (default: the config's eval.regular_examples and "
                          "eval.on_manifold_examples)")
-    tr.add_argument("--data-parallel", action="store_true", help="shard batches over all devices")
+    tr.add_argument("--data-parallel", action="store_true", help="shard batches over all devices (of every process)")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_distributed_args(tr, one_program=True)
     tr.set_defaults(func=cmd_train)
 
     at = sub.add_parser("attack", help="attack a stored model and print its success rates",
@@ -365,7 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--restarts", type=int, default=5)
     at.add_argument("--seed", type=int, default=0, help="attack key")
     at.add_argument("--out", default=None, help="also write a PNG of clean / adversarial / perturbation rows")
+    at.add_argument("--data-parallel", action="store_true", help="shard attacked images over all devices (of every process)")
     at.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_distributed_args(at, one_program=True)
     at.set_defaults(func=cmd_attack)
 
     ex = sub.add_parser("experiment", help="run a whole grid (dataset × method × N × seed) and see how far it got")
@@ -375,9 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
                                        "measure and store each run.  Killed runs resume from their last epoch.  Exit code 0 "
                                        "when every run of the shard finished.")
     _add_config_args(er)
-    er.add_argument("--shard", default=None, help="i/n: run every n-th (method, N) group starting at i (e.g. 0/2, 1/2)")
-    er.add_argument("--data-parallel", action="store_true", help="shard batches over all devices (jax.sharding)")
+    er.add_argument("--shard", default=None, help="i/n: run every n-th (method, N) group starting at i (e.g. 0/2, 1/2; "
+                    "default: --process-id/--num-processes)")
+    er.add_argument("--data-parallel", action="store_true", help="shard batches over this process's devices (jax.sharding)")
     er.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_distributed_args(er, one_program=False)
     er.set_defaults(func=cmd_experiment_run)
     es = ex_sub.add_parser("status", help="list done / partial / pending runs of a config in its results folder")
     _add_config_args(es)

@@ -125,12 +125,31 @@ def shard_rows(tree: Any, mesh: Mesh) -> Any:
     if not jax.tree.leaves(tree):
         return tree
     check_divisible(_rows(tree), mesh)
-    return jax.device_put(tree, batch_sharding(mesh))
+    return _put(tree, batch_sharding(mesh))
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """``device_put`` a pytree (parameters, optimiser state, constant arrays) whole onto every device."""
-    return jax.device_put(tree, replicated(mesh))
+    return _put(tree, replicated(mesh))
+
+
+def _put(tree: Any, sharding: NamedSharding) -> Any:
+    """``jax.device_put``.  Onto a mesh over several processes, ``device_put`` takes only values
+    every process holds alike (host arrays, arrays not yet committed to a device; it checks they
+    are equal everywhere), so committed arrays and PRNG keys (whose key data is) go through the
+    host; arrays already on the mesh stay where they are."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+
+    def one(x):
+        if not isinstance(x, jax.Array) or (not x.is_fully_addressable):
+            return jax.device_put(x, sharding)
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            data = jax.device_put(np.asarray(jax.random.key_data(x)), sharding)
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+        return jax.device_put(np.asarray(x), sharding)
+
+    return jax.tree.map(one, tree)
 
 
 def pad_rows(tree: Any, mesh: Mesh) -> tuple[Any, int]:
@@ -167,3 +186,23 @@ def constrain_rows(tree: Any, mesh: Mesh | None) -> Any:
         return jax.lax.with_sharding_constraint(x, sharding)
 
     return jax.tree.map(one, tree)
+
+
+def spans_processes(mesh: Mesh | None) -> bool:
+    """Whether the mesh holds devices of other processes (``jax.distributed``: one program over
+    several hosts; every process must then run it, and results are gathered with :func:`to_host`)."""
+    return mesh is not None and any(d.process_index != jax.process_index() for d in mesh.devices.flat)
+
+
+def to_host(tree: Any) -> Any:
+    """``jax.device_get``, also for arrays whose rows live on several processes: those are gathered
+    from all of them (``multihost_utils.process_allgather``; every process must call it, as it
+    calls the program that made them); a fully replicated array is read from a local copy."""
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return x
+
+    return jax.device_get(jax.tree.map(one, tree))

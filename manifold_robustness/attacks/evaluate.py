@@ -78,7 +78,8 @@ def over_rows(fn: Callable[[Any, dict, jax.Array], dict], params: Any, rows: Map
         batch = pad_to(part, size)
         if mesh is not None:
             batch = parallel.shard_rows(batch, mesh)
-        out = jax.device_get(fn(params, batch, jax.random.fold_in(key, i)))
+        out = fn(params, batch, jax.random.fold_in(key, i))
+        out = jax.device_get(out) if mesh is None else parallel.to_host(out)  # rows on other hosts too
         for k, v in out.items():
             parts.setdefault(k, []).append(np.take(np.asarray(v), np.arange(m), axis=axes.get(k, 0)))
         if bar is not None:

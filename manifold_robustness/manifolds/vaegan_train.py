@@ -215,7 +215,7 @@ def train(
             history = [{m: np.asarray(restored["history"][m][e]) for m in METRICS} for e in range(start)]
             log.info("resuming VAE-GAN training in %s from epoch %d", checkpoint_dir, start)
 
-    state = jax.device_put(state, jax.devices()[0])  # committed, fresh or restored: one compiled program
+    state = jax.device_put(state, jax.local_devices()[0])  # committed, fresh or restored: one compiled program
     stack = dataclasses.replace(vae, classes=tuple(range(vae.num_models)))  # steps don't depend on which labels
     chunk = max(1, int(steps_per_call))  # every chunk S rows (the last one runs fewer): one program
     planned = -(-steps // chunk) * chunk

@@ -12,6 +12,13 @@ results as an unsharded one.  After training, each seed's model is attacked on t
 images (regular L∞, then on each of the setting's manifolds, :mod:`.setting`), distances to the
 first manifold are measured where the config asks, and the run is saved by
 :class:`~.store.ResultsStore`.  A killed experiment resumes from the group's last epoch checkpoint.
+
+Several processes (``jax.distributed``) run a grid in one of two ways.  Independent processes
+each run their own shard on their own devices (the CLI's default for ``experiment run``).  Or
+all of them run the whole grid as one program over every process's devices, when ``mesh`` spans
+processes (the ``train`` command): then process 0 takes the claims, reads the store and writes
+everything, its decisions are sent to the others (:func:`distributed.agree`), and groups keep no
+epoch checkpoints (a killed group starts again; finished runs are still skipped).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-from manifold_robustness import claims, data
+from manifold_robustness import claims, data, distributed, parallel
 from manifold_robustness.runner import config as config_lib
 from manifold_robustness.runner import setting
 from manifold_robustness.runner.files import writable
@@ -159,9 +166,11 @@ def train_group(c, s: Setting, store: ResultsStore, g: Group, progress: bool, me
     extra = {k: v[: g.n] for k, v in s.fields[needs]["train"].items()} if needs is not None else None
     kwargs = {"mesh": mesh} if mesh is not None else {}
     resolved = config_lib.resolved(c)
+    # one program over several processes keeps no epoch checkpoints: process 0 alone writes files, and
+    # a resume would need every process to read them (see the module docstring)
+    ckpt = None if parallel.spans_processes(mesh) else str(store.train_dir(g.dataset, g.method, g.n, g.seeds))
     return trainer.train(s.classifier, g.method, subset, seeds=g.seeds, config=train_config(c), test_data=s.test,
-                         context=method_context(c, s, g.method),
-                         checkpoint_dir=str(store.train_dir(g.dataset, g.method, g.n, g.seeds)),
+                         context=method_context(c, s, g.method), checkpoint_dir=ckpt,
                          run_config={"dataset": g.dataset, "data": resolved["data"], "adversarial": resolved["adversarial"]},
                          progress=progress, extra_arrays=extra,
                          capacity=max(*c.sizes, loop.MIN_CAPACITY), **kwargs)
@@ -201,27 +210,33 @@ def run(c, root, *, shard_spec=None, progress: bool = True, mesh=None, say: Call
     config_lib.check(c)
     groups = shard(plan(c), parse_shard(shard_spec))
     store = ResultsStore(root)
+    collective = parallel.spans_processes(mesh)
+    writer = distributed.is_writer() or not collective
+    if collective:
+        _check_collective(c)
     store.check_config(config_lib.resolved(c))
     states = store.status([k for g in groups for k in g.keys])
     for key in (k for k, v in states.items() if v == "damaged"):
         say(f"{key.name} is damaged ({store.damage(key)}); redoing it")
-    todo = [g for g in groups if any(states[k] != "done" for k in g.keys)]
+    unfinished = distributed.agree([any(states[k] != "done" for k in g.keys) for g in groups], collective)
+    todo = [g for g, u in zip(groups, unfinished) if u]
     counts = {"groups": len(groups), "skipped": len(groups) - len(todo), "trained": 0, "claimed": 0}
     say(f"{len(groups)} groups ({sum(len(g.seeds) for g in groups)} runs) in this shard; "
         f"{counts['skipped']} already finished; results in {store.root}")
     if not todo:
         return counts
     s = setting.load_setting(c)  # the last check (sizes against the data): nothing is written before it
-    store.open(config_lib.resolved(c))
-    store.clean_leftovers(say)
+    if writer:
+        store.open(config_lib.resolved(c))
+        store.clean_leftovers(say)
     setting.add_sources(c, setting.add_manifolds(c, s, store, progress, say), store, progress, say)
     attack_set = setting.eval_attacks(c, s)
     strong = setting.audit_attacks(c, attack_set)
     for g in todo:
         if stop_after is not None and counts["trained"] >= stop_after:
             break
-        with claims.claim(store.claim_path(g.name)) as held:
-            if held is None:
+        with (claims.claim(store.claim_path(g.name)) if writer else _nothing()) as held:
+            if distributed.agree(held is None, collective):
                 say(f"[{g.name}] claimed by {claims.describe(claims.read(store.claim_path(g.name)))}; "
                     "going on to the next group")
                 counts["claimed"] += 1
@@ -232,11 +247,34 @@ def run(c, root, *, shard_spec=None, progress: bool = True, mesh=None, say: Call
     return counts
 
 
+def _check_collective(c) -> None:
+    """Refuse what one program over several processes cannot do yet: train a VAE-GAN or a transfer
+    source (trained by one worker under a claim while the others wait: not in lockstep)."""
+    from manifold_robustness.manifolds.objects import KINDS
+
+    trained = [k for k in config_lib.manifolds(c) if KINDS[k].trained]
+    if trained or "transfer" in c.eval.attacks:
+        what = f"the {', '.join(trained)} manifold's VAE-GANs" if trained else "the transfer attack's source model"
+        raise ValueError(f"this config needs {what}, which one program over several processes does not train; run "
+                         "it with `experiment run` (each process its own shard) or in one process")
+
+
+class _nothing:
+    """A claim that is not taken (processes other than 0 of one program: process 0 holds it)."""
+
+    def __enter__(self):
+        return True
+
+    def __exit__(self, *exc):
+        return False
+
+
 def _run_group(c, s: Setting, store: ResultsStore, g: Group, attack_set: dict, strong: dict, progress, mesh,
                say) -> bool:
     """Train the group (under its claim) and save its unfinished runs; False when another worker
     finished them all before the claim was ours."""
-    keys = [k for k in g.keys if not store.is_done(k)]
+    collective = parallel.spans_processes(mesh)
+    keys = [k for k, done in zip(g.keys, distributed.agree([store.is_done(k) for k in g.keys], collective)) if not done]
     if not keys:
         return False
     say(f"[{g.name}] seeds {', '.join(map(str, g.seeds))}")
@@ -246,13 +284,17 @@ def _run_group(c, s: Setting, store: ResultsStore, g: Group, attack_set: dict, s
     for i, key in enumerate(g.keys):
         if key in keys:
             _finish_run(c, s, store, key, result, i, train_s, attack_set, strong, progress, mesh, say)
-    store.remove_train_dir(g.dataset, g.method, g.n, g.seeds)
+    if distributed.is_writer() or not collective:
+        store.remove_train_dir(g.dataset, g.method, g.n, g.seeds)
     return True
 
 
 def _finish_run(c, s: Setting, store: ResultsStore, key: RunKey, result, i: int, train_s: float, attack_set: dict,
                 strong: dict, progress, mesh, say) -> None:
+    collective = parallel.spans_processes(mesh)
     variables = result.variables_for(i)
+    if collective:  # on every process as host arrays: each runs its own copy of what is not on the mesh
+        variables = parallel.to_host(variables)
     k_attack, k_dist = jax.random.split(run_key(key))
     k_audit = jax.random.fold_in(run_key(key), 0x617564)  # apart from the others: they stay as they were
     t0 = time.perf_counter()
@@ -295,9 +337,11 @@ def _finish_run(c, s: Setting, store: ResultsStore, key: RunKey, result, i: int,
     model = {"variables": variables}
     if result.opt_state is not None:
         model["opt_state"] = jax.tree.map(lambda x: x[i], result.opt_state)
-    store.save_run(key, model=jax.device_get(model), metrics=metrics, arrays=arrays,
-                   info={"architecture": s.classifier.name, "input_shape": list(s.classifier.input_shape),
-                         "num_classes": s.classifier.num_classes})
+    model = parallel.to_host(model) if collective else jax.device_get(model)
+    if distributed.is_writer() or not collective:
+        store.save_run(key, model=model, metrics=metrics, arrays=arrays,
+                       info={"architecture": s.classifier.name, "input_shape": list(s.classifier.input_shape),
+                             "num_classes": s.classifier.num_classes})
     rates = ", ".join(f"{n} {v['success_rate']:.2f}" for n, v in summaries.items())
     say(f"  {key.name}: test error {metrics['test_error']:.3f}; success {rates}"
         + (f"; distances regular {dist_summary['regular']['mean']}" if dist_summary else ""))

@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from manifold_robustness import distributed
 from manifold_robustness.data.cache import file_crc32
 
 
@@ -122,7 +123,7 @@ def save_tree(path: Path, tree: Any, *, raw: bool = False) -> None:
     staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     staging.mkdir(parents=True)
     if data:
-        ckpt = ocp.StandardCheckpointer()
+        ckpt = ocp.StandardCheckpointer(**distributed.orbax_options())
         ckpt.save(staging / "data", data)
         ckpt.wait_until_finished()
         ckpt.close()
@@ -138,7 +139,7 @@ def load_tree(path: Path, like: Any = None) -> Any:
     import jax
     import orbax.checkpoint as ocp
 
-    ckpt = ocp.StandardCheckpointer()
+    ckpt = ocp.StandardCheckpointer(**distributed.orbax_options(read=True))
     if like is not None:
         out = ckpt.restore(path / "data", jax.tree.map(ocp.utils.to_shape_dtype_struct, like))
         ckpt.close()

@@ -21,6 +21,8 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from manifold_robustness import distributed
+
 
 # At most this much training is lost when a run is interrupted; one save costs ~0.1 s on 2 CPU cores
 # for the tiny models and a few seconds for the paper's, next to epochs of seconds to minutes.
@@ -69,7 +71,8 @@ class CheckpointStore:
             tmp.write_text(json.dumps(config, indent=1, sort_keys=True))
             os.replace(tmp, meta)
         self.manager = ocp.CheckpointManager(
-            self.directory / "steps", options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+            self.directory / "steps", options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                                                           **distributed.orbax_options())
         )
 
     def latest_step(self) -> int | None:

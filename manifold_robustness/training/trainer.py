@@ -184,7 +184,7 @@ def train(
             log.info("resuming %s from epoch %d", checkpoint_dir, start)
     # Committed on its device either way: a restored state comes back committed, and a fresh
     # uncommitted one would compile a second program (another cache key) for the same epoch.
-    state = place(state) if mesh is not None else jax.device_put(state, jax.devices()[0])
+    state = place(state) if mesh is not None else jax.device_put(state, jax.local_devices()[0])
 
     bar = None
     if progress:
@@ -254,5 +254,5 @@ def evaluate(
         batch_size = parallel.pad_to_multiple(batch_size, mesh)
         data, variables = parallel.replicate((data, variables), mesh)
     fn = jax.jit(jax.vmap(loop.make_eval_fn(classifier, batch_size, mesh), in_axes=(0, None, None)))
-    out = fn(variables, data["image"], data["label"])
+    out = parallel.to_host(fn(variables, data["image"], data["label"]))
     return {k: np.asarray(v) for k, v in out.items()}
