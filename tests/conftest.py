@@ -25,6 +25,7 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 # rest take under 80 s).  `make test` runs each file on one of two workers (--dist loadfile), so a
 # long file that starts last leaves the other worker idle to the end; longest-first keeps both busy.
 HEAVY_FIRST = ("test_adversarial_training.py", "test_vaegan.py", "test_runner_datasets.py", "test_runner.py",
+               "test_distributed.py",
                "test_attacks.py", "test_models.py", "test_projection.py")
 
 

@@ -112,20 +112,20 @@ def test_two_processes_attack_one_model_like_one_process(trained, capsys):
     assert two[1] == pytest.approx(one[1], abs=1 / correct + 1e-9)
 
 
-def test_two_independent_processes_split_the_grid(tmp_path):
-    """`experiment run` with --num-processes 2: each process runs its own shard (no coordinator,
-    no collective), and every group of the grid is trained exactly once."""
+def test_independent_processes_split_the_grid(tmp_path, capsys):
+    """`experiment run` with --num-processes 2 starts no runtime (its groups never talk): each
+    process runs shard process-id/num-processes.  Process 1 of 2, in this process, trains the
+    second group only; process 0 then trains the first, so the grid is done, each group once."""
     root = tmp_path / "grid"
     args = ["experiment", "run", *TINY, "-o", "methods=normal", "-o", "sizes=100,200", "-o", "train.epochs=1",
             "-o", "distances.methods=()", "--results", str(root), "--quiet"]
-    outs = _processes(args, devices=1, coordinator=False)
-    for out in outs:
-        assert "1 groups (1 runs) in this shard" in out and "1 groups run now" in out, out
     st = store.ResultsStore(root)
     keys = [RunKey("fonts", "normal", n, 0) for n in (100, 200)]
-    assert st.status(keys) == {k: "done" for k in keys}
-    pids = {json.loads((st.run_dir(k) / "run.json").read_text())["worker"]["pid"] for k in keys}
-    assert len(pids) == 2  # one group each
+    for index, done in ((1, {keys[1]}), (0, set(keys))):
+        assert cli.main([*args, "--num-processes", "2", "--process-id", str(index)]) == 0
+        captured = capsys.readouterr()
+        assert f"shard {index}/2" in captured.err and "1 groups (1 runs) in this shard" in captured.out, captured
+        assert {k for k, state in st.status(keys).items() if state == "done"} == done
 
 
 # ------------------------------------------------------------------ refusals (in process, no runtime)
