@@ -126,7 +126,7 @@ def test_encode_decode_route_each_example_to_its_class_model():
     want = jnp.stack(alone)[vaegan.model_index(vae, y), jnp.arange(6)]
     np.testing.assert_allclose(mu, want, rtol=1e-5, atol=1e-6)
     assert not np.allclose(alone[0], alone[1], rtol=0.1, atol=0)  # the class models differ (untrained: tiny codes)
-    # both routes are the same function; jit and vmap agree with eager
+    # the routes are the same function; jit and vmap agree with eager
     np.testing.assert_allclose(vaegan.encode(vae, v, images, y, route="select"), mu, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(vaegan.decode(vae, v, z, y, route="select"), x, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(jax.jit(lambda v, z, y: vaegan.decode(vae, v, z, y))(v, z, y), x, rtol=1e-5, atol=1e-6)
@@ -135,6 +135,45 @@ def test_encode_decode_route_each_example_to_its_class_model():
     grads = jax.grad(lambda zz: vaegan.decode(vae, v, zz, y).sum())(z)  # what the on-manifold attack differentiates
     assert grads.shape == z.shape and bool(jnp.all(jnp.isfinite(grads)))
     assert vaegan.model_index(vae, jnp.array([7, 2, 5])).tolist() == [2, 0, 1]
+
+
+@pytest.mark.parametrize("counts", [(4, 4, 4), (12, 0, 0), (0, 1, 11), (5, 0, 7)])
+def test_sorted_tiles_hold_one_model_each_and_every_row_once(counts):
+    # The "sorted" route's plan: each row gets its own slot, every tile a row touches serves that
+    # row's model, and the tiles fit in the static count for any split of the rows over the models.
+    idx = np.repeat(np.arange(3), counts)
+    idx = jnp.asarray(np.random.default_rng(sum(counts[:2])).permutation(idx), jnp.int32)
+    t, s = vaegan._tiles(idx.size, 3)
+    slot, tile_model = (np.asarray(a) for a in vaegan._sorted_slots(idx, 3, t, s))
+    assert len(set(slot.tolist())) == idx.size and slot.min() >= 0 and slot.max() < s * t
+    np.testing.assert_array_equal(tile_model[slot // t], np.asarray(idx))
+    order = np.argsort(slot)  # rows of one model keep their order inside its tiles
+    for k in range(3):
+        rows = order[np.asarray(idx)[order] == k]
+        assert np.all(np.diff(rows) > 0)
+
+
+def test_routes_are_the_same_function_and_single_serves_one_class_batches():
+    vae, v = _tiny([2, 5, 7])
+    z = vaegan.sample_latents(jax.random.key(1), 12, 10)
+    images = jax.random.uniform(jax.random.key(2), (12, *TINY))
+    grad = lambda r, y: jax.grad(lambda zz: jnp.sum(vaegan.decode(vae, v, zz, y, route=r) ** 2))(z)  # noqa: E731
+    # Differently compiled programs agree up to float32 rounding of these small networks' sums
+    # (~1e-7 relative per operation); a wrong model is off by the outputs' own scale (checked above).
+    for y in (jnp.array([5, 7, 2, 5, 7, 2, 2, 2, 2, 2, 7, 5]), jnp.full(12, 7), jnp.array([2] * 11 + [5])):
+        want_x, want_mu, want_g = vaegan.decode(vae, v, z, y, route="gather"), vaegan.encode(vae, v, images, y, route="gather"), grad("gather", y)
+        for route in ("sorted", "select"):
+            np.testing.assert_allclose(vaegan.decode(vae, v, z, y, route=route), want_x, rtol=1e-5, atol=1e-6, err_msg=route)
+            np.testing.assert_allclose(vaegan.encode(vae, v, images, y, route=route), want_mu, rtol=1e-4, atol=1e-6, err_msg=route)
+            np.testing.assert_allclose(grad(route, y), want_g, rtol=1e-4, atol=1e-5 * float(jnp.abs(want_g).max()), err_msg=route)
+    y = jnp.full(12, 5)
+    np.testing.assert_allclose(vaegan.decode(vae, v, z, y, route="single"), vaegan.decode(vae, v, z, y, route="gather"), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(vaegan.encode(vae, v, images, y, route="single"), vaegan.encode(vae, v, images, y, route="gather"), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(grad("single", y), grad("gather", y), rtol=1e-4, atol=1e-5 * float(jnp.abs(grad("gather", y)).max()))
+    with pytest.raises(ValueError, match="route 'single' needs every label of a batch to be the same class"):
+        vaegan.decode(vae, v, z, y.at[3].set(2), route="single")
+    with pytest.raises(ValueError, match="same class"):
+        vaegan.decoder_fn(vae, route="single")(v, z, y.at[0].set(7))
 
 
 def test_class_agnostic_model_ignores_labels():

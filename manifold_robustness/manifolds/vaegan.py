@@ -219,7 +219,7 @@ def model_index(vae: VAEGAN, labels) -> jax.Array:
     return jnp.asarray(table)[jnp.clip(labels, 0, table.size - 1)]
 
 
-ROUTES = ("select", "gather")
+ROUTES = ("sorted", "gather", "select", "single")
 
 
 def _check_route(route: str) -> None:
@@ -227,23 +227,70 @@ def _check_route(route: str) -> None:
         raise ValueError(f"route must be one of {ROUTES}; got {route!r}")
 
 
-def _route(vae: VAEGAN, net_vars: dict, graph, inputs: jax.Array, labels, route: str) -> Any:
-    """Apply each example's model (eval mode).  Same function either way (a test checks it):
+def check_single(vae: VAEGAN, labels, route: str) -> None:
+    """Route "single" serves batches of one model: refuse concrete labels of several models."""
+    if route != "single" or vae.num_models == 1 or labels is None or isinstance(labels, jax.core.Tracer):
+        return
+    used = np.unique(np.asarray(model_index(vae, labels)))
+    if used.size > 1:
+        raise ValueError(f"route 'single' needs every label of a batch to be the same class; got {used.size} "
+                         "classes (order the rows by label and cut class-homogeneous batches, or use 'sorted')")
 
-    - "gather" (default): gather each example's parameters and run them one example at a time
-      under vmap.  Measured on 2 CPU cores, 10 classes, batch 100 (28×28, best of 3,
-      ``benchmarks/vaegan_throughput.py --routing``): encode 124 ms, decode 127 ms, decode +
-      gradient w.r.t. z 175 ms.  Memory grows with batch × one model's parameters (~2.7 MB per
+
+def _tiles(rows: int, models: int) -> tuple[int, int]:
+    """(tile size T, tile count S) of the "sorted" route: T = ⌈rows / models⌉ and
+    S = ⌈rows / T⌉ + models − 1, enough for any split of the rows over the models (model k's
+    n_k rows take ⌈n_k / T⌉ ≤ n_k / T + 1 − 1/T tiles)."""
+    t = -(-rows // models)
+    return t, min(-(-rows // t) + models - 1, rows)
+
+
+def _sorted_slots(idx: jax.Array, models: int, t: int, s: int) -> tuple[jax.Array, jax.Array]:
+    """Each row's slot in a [S·T] buffer cut into class-homogeneous tiles of T rows, and each
+    tile's model: rows of model k fill tiles start_k … start_k + ⌈n_k / T⌉ − 1 in row order."""
+    counts = jnp.bincount(idx, length=models)
+    tiles = -(-counts // t)
+    tile_end = jnp.cumsum(tiles)
+    first_row = jnp.cumsum(counts) - counts  # where model k's rows begin in label order
+    order = jnp.argsort(idx, stable=True)
+    rank = jnp.zeros_like(idx).at[order].set(jnp.arange(idx.shape[0], dtype=idx.dtype)) - first_row[idx]
+    slot = (tile_end - tiles)[idx] * t + rank
+    tile_model = jnp.minimum(jnp.searchsorted(tile_end, jnp.arange(s), side="right"), models - 1)
+    return slot, tile_model
+
+
+def _route(vae: VAEGAN, net_vars: dict, graph, inputs: jax.Array, labels, route: str) -> Any:
+    """Apply each example's model (eval mode).  The same function every way (tests check it):
+
+    - "sorted" (default): in the compiled program, place the rows in class-homogeneous tiles of
+      T = ⌈B / K⌉ rows (K models; ⌈B / T⌉ + K − 1 tiles, enough for any labels, so at most about
+      twice the rows are computed), and run the tiles one after another (``lax.map``), each an
+      ordinary batched apply of one model; then put the outputs back in row order.
+    - "gather": gather each example's parameters and run them one example at a time under vmap
+      (grouped convolutions; memory grows with batch × one model's parameters, ~2.7 MB per
       example for the 28×28 decoder).
-    - "select": run every model on the whole batch and keep each example's own output: 10× the
-      work; 310, 217 and 539 ms for the same three.  Memory grows with classes × activations.
-    At batch 500 gather is still faster (decode 0.96 s against 1.17 s, with its gradient 1.2 s
-    against 3.2 s).
+    - "select": run every model on the whole batch and keep each example's own output: K× the
+      work; memory grows with classes × activations.
+    - "single": the batch is one model's (every label the same class): index the parameters once
+      by the first label and run an ordinary batched apply.  Exact only for such batches;
+      concrete labels are checked (:func:`check_single`), traced ones cannot be.
+    Measured on 2 CPU cores, 10 classes, decode + gradient w.r.t. z of 500 rows (28×28):
+    see ``benchmarks/vaegan_throughput.py --routing``.
     """
     apply = lambda v, x: models.apply_graph(graph, v, x, train=False)[0]  # noqa: E731
     if vae.num_models == 1:
         return apply(jax.tree.map(lambda a: a[0], net_vars), inputs)
     idx = model_index(vae, labels)
+    if route == "single":
+        return apply(jax.tree.map(lambda a: a[idx[0]], net_vars), inputs)
+    if route == "sorted":
+        b, k = inputs.shape[0], vae.num_models
+        t, s = _tiles(b, k)
+        slot, tile_model = _sorted_slots(idx, k, t, s)
+        buf = jnp.zeros((s * t,) + inputs.shape[1:], inputs.dtype).at[slot].set(inputs, unique_indices=True)
+        tiles = buf.reshape((s, t) + inputs.shape[1:])
+        outs = jax.lax.map(lambda a: apply(jax.tree.map(lambda p: p[a[0]], net_vars), a[1]), (tile_model, tiles))
+        return jax.tree.map(lambda o: o.reshape((s * t,) + o.shape[2:])[slot], outs)
     if route == "select":
         outs = jax.vmap(apply, in_axes=(0, None))(net_vars, inputs)  # [K, B, ...] per output
         rows = jnp.arange(inputs.shape[0])
@@ -255,7 +302,7 @@ def _route(vae: VAEGAN, net_vars: dict, graph, inputs: jax.Array, labels, route:
     raise ValueError(f"route must be one of {ROUTES}; got {route!r}")
 
 
-def encode(vae: VAEGAN, variables: Any, images: jax.Array, labels=None, *, route: str = "gather") -> jax.Array:
+def encode(vae: VAEGAN, variables: Any, images: jax.Array, labels=None, *, route: str = "sorted") -> jax.Array:
     """Latent codes: the encoder mean μ of each example's class model (eval mode).
 
     images: float32[B, H, W, C] in [0, 1]; labels: int[B] among ``vae.classes`` (ignored, may be
@@ -264,10 +311,11 @@ def encode(vae: VAEGAN, variables: Any, images: jax.Array, labels=None, *, route
     models.check_images(images, vae.input_shape)
     check_labels(vae, labels, images.shape[0])
     _check_route(route)
+    check_single(vae, labels, route)
     return _encode(vae, variables, images, labels, route)
 
 
-def decode(vae: VAEGAN, variables: Any, latents: jax.Array, labels=None, *, route: str = "gather") -> jax.Array:
+def decode(vae: VAEGAN, variables: Any, latents: jax.Array, labels=None, *, route: str = "sorted") -> jax.Array:
     """Images from latent codes with each example's class decoder (eval mode).
 
     latents: float32[B, latent_dim]; labels: int[B] among ``vae.classes`` (ignored for a
@@ -282,6 +330,7 @@ def decode(vae: VAEGAN, variables: Any, latents: jax.Array, labels=None, *, rout
         raise ValueError(f"latents must be float32; got dtype {jnp.result_type(latents)}")
     check_labels(vae, labels, shape[0])
     _check_route(route)
+    check_single(vae, labels, route)
     return _decode(vae, variables, jnp.asarray(latents, jnp.float32), labels, route)
 
 
@@ -302,7 +351,7 @@ def reconstruct(vae: VAEGAN, variables: Any, images: jax.Array, labels=None) -> 
     return decode(vae, variables, encode(vae, variables, images, labels), labels)
 
 
-def decoder_fn(vae: VAEGAN, *, route: str = "gather") -> Callable[[Any, jax.Array, Any], jax.Array]:
+def decoder_fn(vae: VAEGAN, *, route: str = "sorted") -> Callable[[Any, jax.Array, Any], jax.Array]:
     """``fn(variables, z, labels) -> images``: :func:`decode` with ``vae`` bound, in the signature
     the learned-manifold code calls a decoder with.
 
