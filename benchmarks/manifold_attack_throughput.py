@@ -116,7 +116,7 @@ def true_manifold(args, n, model):
             return (lambda t: ts.render(g, t)), theta, rows(b["label"]).long(), low, high
 
         routes["render"] = prepare
-    return atk, {"prototypes": jnp.asarray(protos)}, fields, routes
+    return {"library": atk}, {"prototypes": jnp.asarray(protos)}, fields, routes
 
 
 def learned_manifold(args, n, model):
@@ -134,8 +134,12 @@ def learned_manifold(args, n, model):
     variables = {"params": params, "batch_stats": variables["batch_stats"]}
     z = vaegan.sample_latents(jax.random.key(2), n, vae.latent_dim)
     fields = {"latent": np.asarray(z), "label": rng.integers(0, 10, n).astype(np.int32)}
-    atk = attacks.make("on_learned_manifold", decode_fn=vaegan.decoder_fn(vae), eps=ETA, iterations=ITERS,
-                       restarts=RESTARTS, early_exit=False)
+    # the JAX side: the decoder the library's runner attacks through (LearnedManifold.decode_fn,
+    # the default route), plus each of --jax-routes for comparison
+    kw = dict(eps=ETA, iterations=ITERS, restarts=RESTARTS, early_exit=False)
+    atk = {"library": attacks.make("on_learned_manifold", decode_fn=vaegan.decoder_fn(vae), **kw)}
+    for r in filter(None, args.jax_routes.split(",")):
+        atk[r] = attacks.make("on_learned_manifold", decode_fn=vaegan.decoder_fn(vae, route=r), **kw)
     routes = {}
     if model is not None:
         torch = ts.torch
@@ -187,6 +191,7 @@ def main() -> None:
     parser.add_argument("--manifolds", default="true,learned")
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--batches", default="100,500", help="images per call (rows: × 5 restarts)")
+    parser.add_argument("--jax-routes", default="", help="learned: also time these decoder routes, e.g. gather")
     ts.add_arguments(parser)
     args = parser.parse_args()
 
@@ -208,7 +213,7 @@ def main() -> None:
         make = {"true": true_manifold, "learned": learned_manifold}[name]
         atk, context, fields, routes = make(args, n, model)
         if model is not None:
-            check(model, atk, clf_fn, context, fields, routes)
+            check(model, atk["library"], clf_fn, context, fields, routes)
             print(f"{name}: JAX and PyTorch images and logits agree (atol 1e-4)")
         routes = race(name, model, routes, fields, sizes[0])
         route = next(iter(routes), None)
@@ -218,14 +223,15 @@ def main() -> None:
         for bs in sizes:
             m = max(args.images, bs) // bs * bs
             batches = [{k: v[i : i + bs] for k, v in fields.items()} for i in range(0, m, bs)]
-            jx, compile_s, success["JAX"] = jax_rate(atk, clf_fn, batches, context)
+            jx, compile_s, success["JAX"] = jax_rate(atk["library"], clf_fn, batches, context)
             best_jax = max(best_jax, jx)
             line = f"{'':>8} {bs:>6} {jx:>9.0f} {compile_s:>10.1f}"
+            others = [f"{r} {jax_rate(a, clf_fn, batches, context)[0]:.0f}" for r, a in atk.items() if r != "library"]
             if route:
                 pt, success[f"PyTorch {route}"] = torch_rate(model, routes[route], batches)
                 best_torch = max(best_torch, pt)
                 line += f" {pt:>14.0f} {jx / pt:>6.2f}"
-            print(line)
+            print(line + (f"   (JAX route {', '.join(others)})" if others else ""))
         if route:
             print(f"{name}: best JAX {best_jax:.0f} / best PyTorch ({route}) {best_torch:.0f} = "
                   f"{best_jax / best_torch:.2f}x  (target >= 2x)")
