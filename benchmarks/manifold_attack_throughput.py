@@ -6,10 +6,15 @@ success), early exit off on both sides, on the paper's CNN in eval mode:
 * ``true``: θ of FONTS test images (font and class fixed) within the Hard ranges, each iterate
   rendered through the affine transformer (PyTorch: ``F.affine_grid`` + ``F.grid_sample``);
 * ``learned``: latent codes in [−2, 2]^10 through the decoder of each example's class VAE-GAN (10
-  class models).  PyTorch can route the batch two ways: ``loop`` (each class present in the batch
-  decodes its rows) and ``vmap`` (the 10 decoders stacked by ``torch.func.stack_module_state``,
-  vmapped over the whole batch, each row keeping its own class's image).  Both are raced first on
-  one batch of the smallest size (10 iterations, printed) and the faster one is timed.
+  class models), labels drawn at random.  Both sides attack the same batches: consecutive
+  examples, classes mixed, each image repeated into 5 restart rows.  JAX runs the decoder the
+  library's runner attacks through (``vaegan.decoder_fn(vae)``, route "sorted": inside the
+  compiled attack the rows are placed in one-class tiles, run one tile after another, and put
+  back in order; ``--jax-routes gather`` times the former per-example route beside it).  PyTorch
+  can route the batch two ways: ``loop`` (each class present in the batch decodes its rows) and
+  ``vmap`` (the 10 decoders stacked by ``torch.func.stack_module_state``, vmapped over the whole
+  batch, each row keeping its own class's image).  Both are raced first on one batch of the
+  smallest size (10 iterations, printed) and the faster one is timed.
 
 Prints images × restarts per second for each batch size (images per call; restarts are rows),
 compile time apart, the ratio to PyTorch at that batch size and best against best.  Before
@@ -19,11 +24,12 @@ vary): speed does not depend on them.  PyTorch runs on the CPU, so it is compare
 
 Target (issue 14, item 2): >= 2x PyTorch eager's images × restarts/s on each manifold.
 Measured (2-core AMD EPYC (AVX-512), jax 0.10.2, torch 2.13.0 CPU, 2026-12-03; 200 images, batches 50 / 100):
-on-true 358 / 287 against PyTorch 269 / 279 images x restarts/s: best against best 1.28x;
-on-learned 12 / 11 against PyTorch's loop 38 / 35: 0.30x.  The learned attack's gap is the JAX
-decoder's routing ("gather": every example runs its own parameters under vmap, so each
-transposed convolution is a batch of one-image matmuls); PyTorch's loop runs each class's
-decoder on its rows at once.
+on-true 358 / 287 against PyTorch 269 / 279 images x restarts/s: best against best 1.28x.
+On-learned, route "sorted" 24 / 46 against PyTorch's loop 44 / 49: 0.93x (the former route
+"gather", same run: 9 / 14, 0.30x; the machine was shared, busier during batch 50).  Both sides
+are now bound by the decoder's arithmetic: 46 MFLOP per row for decode + gradient (XLA's cost
+analysis), so batch 100 (500 rows, 41 evaluations) runs at ~90 GFLOP/s on either side, and 2x
+would need JAX far above the ~60-200 GFLOP/s a plain matmul reaches on these shared cores.
 
     .venv/bin/python benchmarks/manifold_attack_throughput.py [--manifolds true,learned]
         [--images 500] [--batches 100,500] [--fonts paper|small|synthetic] [--no-torch]

@@ -1,8 +1,10 @@
-"""Training throughput of the class VAE-GANs: all class models stacked, one step under vmap.
+"""Training throughput of the class VAE-GANs: all class models stacked, one compiled step.
 
 Prints, for the device JAX sees: compile time of the training step (apart), images/s of one step
-with every class model at batch 100 (best and median of interleaved repeats), and the estimated
-wall time of the paper's schedules at that rate (Fashion-MNIST: 60 epochs over 60k images).
+with every class model at batch 100 (best and median of interleaved repeats) for each way over
+the class models (``--over-models``: "vmap", all at once over stacked weights, and "map",
+``lax.map``, one model after another), and the estimated wall time of the paper's schedules at
+the rate of the way the library picks on this backend (``vaegan_train.resolve_over_models``).
 With ``--routing`` also times encode/decode/decode-gradient through each route.
 
 Beside it, the same step in PyTorch eager on the CPU, same initial weights: per class model the
@@ -16,8 +18,12 @@ gradients are checked against ``vaegan_losses.gradients`` on the same images and
 1e-4 of its network's largest gradient entry), for both ways.
 
 Target (issue 14, item 2): >= 2x PyTorch eager's images/s.
-Measured (2-core AMD EPYC (AVX-512), jax 0.10.2, torch 2.13.0 CPU, 2026-12-03; 10 classes x batch 100, 64 channels): JAX 297
-images/s against PyTorch's loop 338 (vmap 204): 0.93x.
+Measured (2-core AMD EPYC (AVX-512), jax 0.10.2, torch 2.13.0 CPU, 2026-12-03; 10 classes x batch 100, 64 channels): JAX
+by lax.map 353 images/s, by vmap 324, against PyTorch's loop 411 (vmap 288): 0.86x (0.79x by vmap,
+same run; before this choice, vmap measured 297 against 338, 0.93x).  One step is ~320 MFLOP
+per image (XLA's cost analysis of ``vaegan_losses.gradients``), so JAX runs at ~113 GFLOP/s and
+PyTorch at ~132: the step is bound by arithmetic, and no way of batching the models reaches 2x
+on these cores.
 
 Images are random uint8 (speed does not depend on content), so no dataset is needed.  Shared CPUs
 vary a lot from one second to the next: compare the best figures of one run, not runs.
