@@ -26,7 +26,8 @@ Target (issue 14, item 2): >= 2x PyTorch eager's images × restarts/s on each ma
 Measured (2-core AMD EPYC (AVX-512), jax 0.10.2, torch 2.13.0 CPU, 2026-12-03; 200 images, batches 50 / 100):
 on-true 358 / 287 against PyTorch 269 / 279 images x restarts/s: best against best 1.28x.
 On-learned, route "sorted" 24 / 46 against PyTorch's loop 44 / 49: 0.93x (the former route
-"gather", same run: 9 / 14, 0.30x; the machine was shared, busier during batch 50).  Both sides
+"gather", same run: 9 / 14, 0.30x; the machine was shared, busier during batch 50); a quieter
+run at batches 100 / 200: 42 / 43 against 43 / 44, 0.97x.  Both sides
 are now bound by the decoder's arithmetic: 46 MFLOP per row for decode + gradient (XLA's cost
 analysis), so batch 100 (500 rows, 41 evaluations) runs at ~90 GFLOP/s on either side, and 2x
 would need JAX far above the ~60-200 GFLOP/s a plain matmul reaches on these shared cores.
