@@ -126,7 +126,7 @@ def test_encode_decode_route_each_example_to_its_class_model():
     want = jnp.stack(alone)[vaegan.model_index(vae, y), jnp.arange(6)]
     np.testing.assert_allclose(mu, want, rtol=1e-5, atol=1e-6)
     assert not np.allclose(alone[0], alone[1], rtol=0.1, atol=0)  # the class models differ (untrained: tiny codes)
-    # both routes are the same function; jit and vmap agree with eager
+    # the routes are the same function; jit and vmap agree with eager
     np.testing.assert_allclose(vaegan.encode(vae, v, images, y, route="select"), mu, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(vaegan.decode(vae, v, z, y, route="select"), x, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(jax.jit(lambda v, z, y: vaegan.decode(vae, v, z, y))(v, z, y), x, rtol=1e-5, atol=1e-6)
@@ -135,6 +135,41 @@ def test_encode_decode_route_each_example_to_its_class_model():
     grads = jax.grad(lambda zz: vaegan.decode(vae, v, zz, y).sum())(z)  # what the on-manifold attack differentiates
     assert grads.shape == z.shape and bool(jnp.all(jnp.isfinite(grads)))
     assert vaegan.model_index(vae, jnp.array([7, 2, 5])).tolist() == [2, 0, 1]
+
+
+@pytest.mark.parametrize("counts", [(4, 4, 4), (12, 0, 0), (0, 1, 11), (5, 0, 7), (2, 3, 7)])
+def test_sorted_tiles_hold_one_model_each_and_every_row_once(counts):
+    # The "sorted" route's plan: each row gets its own slot, every tile a row lands in serves that
+    # row's model and is in use, and the static tile count fits any split of the rows.
+    idx = np.random.default_rng(sum(counts[:2])).permutation(np.repeat(np.arange(3), counts))
+    t, s = vaegan._tiles(idx.size, 3)
+    slot, tile_model, used = (np.asarray(a) for a in vaegan._sorted_slots(jnp.asarray(idx, jnp.int32), 3, t, s))
+    assert len(set(slot.tolist())) == idx.size and slot.min() >= 0 and slot.max() < s * t
+    np.testing.assert_array_equal(tile_model[slot // t], idx)
+    assert slot.max() // t < used <= s and used == sum(-(-n // t) for n in counts)
+    order = np.argsort(slot)  # rows of one model keep their order inside its tiles
+    for k in range(3):
+        assert np.all(np.diff(order[idx[order] == k]) > 0)
+
+
+def test_routes_are_the_same_function():
+    vae, v = _tiny([2, 5, 7])
+    z = vaegan.sample_latents(jax.random.key(1), 12, 10)
+    images = jax.random.uniform(jax.random.key(2), (12, *TINY))
+    grad = lambda r, y: jax.grad(lambda zz: jnp.sum(vaegan.decode(vae, v, zz, y, route=r) ** 2))(z)  # noqa: E731
+    # Differently compiled programs agree up to float32 rounding of these small networks' sums
+    # (~1e-7 relative per operation); a wrong model is off by the outputs' own scale (see above).
+    for y in ([5, 7, 2, 5, 7, 2, 2, 2, 2, 2, 7, 5], [7] * 12, [2] * 11 + [5]):
+        y = jnp.asarray(y)
+        want_x = vaegan.decode(vae, v, z, y, route="gather")
+        want_mu = vaegan.encode(vae, v, images, y, route="gather")
+        want_g = grad("gather", y)
+        for r in ("sorted", "select"):
+            np.testing.assert_allclose(vaegan.decode(vae, v, z, y, route=r), want_x, rtol=1e-5, atol=1e-6, err_msg=r)
+            np.testing.assert_allclose(vaegan.encode(vae, v, images, y, route=r), want_mu, rtol=1e-4, atol=1e-6,
+                                       err_msg=r)
+            np.testing.assert_allclose(grad(r, y), want_g, rtol=1e-4, atol=1e-5 * float(jnp.abs(want_g).max()),
+                                       err_msg=r)
 
 
 def test_class_agnostic_model_ignores_labels():
@@ -253,6 +288,36 @@ def test_vmapped_class_models_equal_separately_trained_ones(fonts, stacked):
     assert float(jnp.abs(rec_stack - rec_alone).max()) < 2e-2
     other = vaegan.decode(stacked.vae, stacked.variables, mu_alone, jnp.zeros(50, jnp.int32))  # class A's model
     assert float(jnp.abs(other - rec_alone).mean()) > 10 * float(jnp.abs(rec_stack - rec_alone).mean())
+
+
+def test_class_models_stepped_by_lax_map_equal_vmapped_ones():
+    vae, v = _tiny([0, 1])
+    cfg = vaegan.VAEGANConfig(channels=16)
+    images = jax.random.randint(jax.random.key(1), (64, *TINY), 0, 256).astype(jnp.uint8)
+    rows = jax.random.randint(jax.random.key(2), (2, 2, 16), 0, 64)  # 2 models × 2 steps × batch 16
+    keys, lams = jax.random.split(jax.random.key(3), (2, 2)), jnp.array([3.0, 2.0])
+    out = {}
+    for way in ("vmap", "map"):
+        state = vaegan_train.init_state(cfg, jax.tree.map(jnp.copy, v), 4)
+        out[way] = vaegan_train.run_steps(state, images, rows, keys, lams, jnp.int32(2), jnp.int32(4), vae=vae,
+                                          step_config=vaegan_train._step_config(cfg), over_models=way)
+    # the losses of both steps: the same sums, rounded differently (float32, values ~1)
+    for m in vaegan_train.METRICS:
+        np.testing.assert_allclose(out["map"][1][m], out["vmap"][1][m], rtol=1e-5, atol=1e-6, err_msg=m)
+    # Two Adam steps move an element by at most ~2·lr (0.01), about sign(g)·lr each; rounding of
+    # the gradients changes that by a relative ~1e-6, so the parameters agree to 1e-3·lr·steps —
+    # the two models differ from each other by >= 6e-3.  Conv biases that feed batch norm have a
+    # true gradient of 0, and Adam turns their rounding noise into lr-sized steps: not compared.
+    last_deconv = f"['deconvs'][{len(v['params']['decoder']['deconvs']) - 1}]"
+    got, want = out["map"][0]["variables"]["params"], out["vmap"][0]["variables"]["params"]
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want)):
+        name = jax.tree_util.keystr(path)
+        feeds_batch_norm = "['convs']" in name or "['deconvs']" in name and last_deconv not in name
+        if name.endswith("['bias'].value") and feeds_batch_norm:
+            continue
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-3 * cfg.train.learning_rate * 2, err_msg=name)
+    with pytest.raises(ValueError, match="over_models must be one of"):
+        vaegan_train.resolve_over_models("scan")
 
 
 def test_resume_equals_uninterrupted(fonts, stacked, tmp_path):

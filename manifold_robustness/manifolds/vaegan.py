@@ -219,7 +219,7 @@ def model_index(vae: VAEGAN, labels) -> jax.Array:
     return jnp.asarray(table)[jnp.clip(labels, 0, table.size - 1)]
 
 
-ROUTES = ("select", "gather")
+ROUTES = ("sorted", "gather", "select")
 
 
 def _check_route(route: str) -> None:
@@ -227,23 +227,66 @@ def _check_route(route: str) -> None:
         raise ValueError(f"route must be one of {ROUTES}; got {route!r}")
 
 
-def _route(vae: VAEGAN, net_vars: dict, graph, inputs: jax.Array, labels, route: str) -> Any:
-    """Apply each example's model (eval mode).  Same function either way (a test checks it):
+def _tiles(rows: int, models: int) -> tuple[int, int]:
+    """(tile size T, tile count S) of the "sorted" route: T = ⌈rows / 2·models⌉ and
+    S = ⌈rows / T⌉ + models − 1, enough for any split of the rows over the models (model k's
+    n_k rows take ⌈n_k / T⌉ ≤ n_k / T + 1 − 1/T tiles)."""
+    t = -(-rows // (2 * models))
+    return t, min(-(-rows // t) + models - 1, rows)
 
-    - "gather" (default): gather each example's parameters and run them one example at a time
-      under vmap.  Measured on 2 CPU cores, 10 classes, batch 100 (28×28, best of 3,
-      ``benchmarks/vaegan_throughput.py --routing``): encode 124 ms, decode 127 ms, decode +
-      gradient w.r.t. z 175 ms.  Memory grows with batch × one model's parameters (~2.7 MB per
-      example for the 28×28 decoder).
-    - "select": run every model on the whole batch and keep each example's own output: 10× the
-      work; 310, 217 and 539 ms for the same three.  Memory grows with classes × activations.
-    At batch 500 gather is still faster (decode 0.96 s against 1.17 s, with its gradient 1.2 s
-    against 3.2 s).
+
+def _sorted_slots(idx: jax.Array, models: int, t: int, s: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Each row's slot in a [S·T] buffer cut into tiles of T rows of one model each, each tile's
+    model, and the number of tiles in use: model k's rows fill its tiles in row order, the models'
+    tiles follow each other from tile 0, and the tiles past them are unused."""
+    counts = jnp.bincount(idx, length=models)
+    tiles = -(-counts // t)
+    tile_end = jnp.cumsum(tiles)
+    first_row = jnp.cumsum(counts) - counts  # where model k's rows begin in label order
+    order = jnp.argsort(idx, stable=True)
+    rank = jnp.zeros_like(idx).at[order].set(jnp.arange(idx.shape[0], dtype=idx.dtype)) - first_row[idx]
+    slot = (tile_end - tiles)[idx] * t + rank
+    tile_model = jnp.minimum(jnp.searchsorted(tile_end, jnp.arange(s), side="right"), models - 1)
+    return slot, tile_model, tile_end[-1]
+
+
+def _route(vae: VAEGAN, net_vars: dict, graph, inputs: jax.Array, labels, route: str) -> Any:
+    """Apply each example's model (eval mode).  The same function every way (tests check it):
+
+    - "sorted" (default): inside the compiled program, place the rows in tiles of
+      T = ⌈B / 2K⌉ rows that each hold one model's rows (K models; ⌈B / T⌉ + K − 1 tiles cover
+      any labels), and run the tiles one after another (``lax.map``) as ordinary batched applies
+      of their model, skipping unused tiles (``lax.cond``); then put the outputs back in row
+      order.  At most ~1.5× the rows are computed (the last tile of each model is partly empty).
+    - "gather": gather each example's parameters and run them one example at a time under vmap
+      (convolutions over per-example weights are grouped ones); memory grows with batch × one
+      model's parameters (~2.7 MB per example for the 28×28 decoder).
+    - "select": run every model on the whole batch and keep each example's own output: K× the
+      work; memory grows with classes × activations.
+    Measured side by side on 2 shared CPU cores (28×28, 10 classes, random labels, best of 5,
+    ``benchmarks/vaegan_throughput.py --routing``), at 100 / 500 rows: decode + gradient w.r.t. z
+    sorted 142 / 447 ms, gather 350 / 2241, select 1113 / 6839; one model applied to every row
+    at once (what class-homogeneous batches would allow) 107 / 572 ms — so sorting inside the
+    program costs little or nothing over batching by class outside it.  Encode: sorted 47 / 217,
+    gather 219 / 1130 ms.
     """
     apply = lambda v, x: models.apply_graph(graph, v, x, train=False)[0]  # noqa: E731
     if vae.num_models == 1:
         return apply(jax.tree.map(lambda a: a[0], net_vars), inputs)
     idx = model_index(vae, labels)
+    if route == "sorted":
+        t, s = _tiles(inputs.shape[0], vae.num_models)
+        slot, tile_model, used = _sorted_slots(idx, vae.num_models, t, s)
+        buf = jnp.zeros((s * t,) + inputs.shape[1:], inputs.dtype).at[slot].set(inputs, unique_indices=True)
+
+        def tile(a):
+            k, i, x = a
+            run = lambda x: apply(jax.tree.map(lambda p: p[k], net_vars), x)  # noqa: E731
+            empty = lambda x: jax.tree.map(lambda o: jnp.zeros(o.shape, o.dtype), jax.eval_shape(run, x))  # noqa: E731
+            return jax.lax.cond(i < used, run, empty, x)
+
+        outs = jax.lax.map(tile, (tile_model, jnp.arange(s), buf.reshape((s, t) + inputs.shape[1:])))
+        return jax.tree.map(lambda o: o.reshape((s * t,) + o.shape[2:])[slot], outs)
     if route == "select":
         outs = jax.vmap(apply, in_axes=(0, None))(net_vars, inputs)  # [K, B, ...] per output
         rows = jnp.arange(inputs.shape[0])
@@ -255,7 +298,7 @@ def _route(vae: VAEGAN, net_vars: dict, graph, inputs: jax.Array, labels, route:
     raise ValueError(f"route must be one of {ROUTES}; got {route!r}")
 
 
-def encode(vae: VAEGAN, variables: Any, images: jax.Array, labels=None, *, route: str = "gather") -> jax.Array:
+def encode(vae: VAEGAN, variables: Any, images: jax.Array, labels=None, *, route: str = "sorted") -> jax.Array:
     """Latent codes: the encoder mean μ of each example's class model (eval mode).
 
     images: float32[B, H, W, C] in [0, 1]; labels: int[B] among ``vae.classes`` (ignored, may be
@@ -267,7 +310,7 @@ def encode(vae: VAEGAN, variables: Any, images: jax.Array, labels=None, *, route
     return _encode(vae, variables, images, labels, route)
 
 
-def decode(vae: VAEGAN, variables: Any, latents: jax.Array, labels=None, *, route: str = "gather") -> jax.Array:
+def decode(vae: VAEGAN, variables: Any, latents: jax.Array, labels=None, *, route: str = "sorted") -> jax.Array:
     """Images from latent codes with each example's class decoder (eval mode).
 
     latents: float32[B, latent_dim]; labels: int[B] among ``vae.classes`` (ignored for a
@@ -302,7 +345,7 @@ def reconstruct(vae: VAEGAN, variables: Any, images: jax.Array, labels=None) -> 
     return decode(vae, variables, encode(vae, variables, images, labels), labels)
 
 
-def decoder_fn(vae: VAEGAN, *, route: str = "gather") -> Callable[[Any, jax.Array, Any], jax.Array]:
+def decoder_fn(vae: VAEGAN, *, route: str = "sorted") -> Callable[[Any, jax.Array, Any], jax.Array]:
     """``fn(variables, z, labels) -> images``: :func:`decode` with ``vae`` bound, in the signature
     the learned-manifold code calls a decoder with.
 

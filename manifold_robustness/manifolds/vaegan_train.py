@@ -113,18 +113,38 @@ def _step_config(config: vaegan.VAEGANConfig) -> tuple[loop.TrainConfig, float]:
     return dataclasses.replace(config.train, epochs=1), float(config.encoder_gan_weight)
 
 
-@functools.partial(jax.jit, static_argnames=("vae", "step_config"), donate_argnames=("state",))
-def run_steps(state, images, rows, keys, lams, count, steps_per_epoch, *, vae, step_config):
+OVER_MODELS = ("auto", "vmap", "map")
+
+
+def resolve_over_models(over_models: str) -> str:
+    """How the class models are stepped: "vmap" (all at once; a convolution over stacked weights
+    is a grouped one) or "map" (``lax.map``: one model after another, ordinary batched
+    convolutions).  "auto": "map" on CPU, where it measured faster
+    (``benchmarks/vaegan_throughput.py``), "vmap" elsewhere."""
+    if over_models not in OVER_MODELS:
+        raise ValueError(f"over_models must be one of {OVER_MODELS}; got {over_models!r}")
+    if over_models == "auto":
+        return "map" if jax.default_backend() == "cpu" else "vmap"
+    return over_models
+
+
+@functools.partial(jax.jit, static_argnames=("vae", "step_config", "over_models"), donate_argnames=("state",))
+def run_steps(state, images, rows, keys, lams, count, steps_per_epoch, *, vae, step_config, over_models="auto"):
     """All models, a chunk of steps: state (leading model axis) → (state, metrics float[K, S]).
 
     images: uint8 or float32[capacity, H, W, C], shared; rows: int32[K, S, B]; keys: [K, S]; lams:
     float32[K]; count: the steps of the chunk to run (≤ S); steps_per_epoch: the schedule's.  The
     last three are traced and the static arguments hashable, so every call with the same model,
     optimiser settings and shapes (the trainer pads the images to a power of two and every chunk
-    to S rows) reuses one compiled program, whatever the dataset's size.
+    to S rows) reuses one compiled program, whatever the dataset's size.  ``over_models``
+    (:func:`resolve_over_models`) changes the speed only: each model's steps are the same either
+    way (up to float rounding).
     """
     train_config, encoder_gan_weight = step_config
     run = make_steps_fn(vae, loop.make_optimizer(train_config, steps_per_epoch), encoder_gan_weight)
+    if resolve_over_models(over_models) == "map":
+        one = lambda a: run(a[0], images, a[1], a[2], a[3], count)  # noqa: E731
+        return jax.lax.map(one, (state, rows, keys, lams))
     return jax.vmap(run, in_axes=(0, None, 0, 0, 0, None))(state, images, rows, keys, lams, count)
 
 
@@ -164,6 +184,7 @@ def train(
     callback: Callable[[int, dict], None] | None = None,
     conv: str = "auto",
     steps_per_call: int = 50,
+    over_models: str = "auto",
 ) -> VAEGANResult:
     """Train one VAE-GAN per class of ``dataset`` (a :class:`data.Dataset`, uint8 or float32
     images), all at once.
@@ -178,6 +199,7 @@ def train(
     compiled call (the progress bar's granularity; it does not change the result), and the images
     are padded to a power of two, so datasets of similar size share the compiled steps.  Calling it
     again with a finished run's arguments and folder returns the trained models without training.
+    ``over_models``: "vmap" or "map" over the class models (:func:`resolve_over_models`; speed only).
     """
     name = getattr(dataset, "name", None)
     if config is None:
@@ -185,6 +207,7 @@ def train(
     if not isinstance(config, vaegan.VAEGANConfig):
         raise ValueError(f"config must be a VAEGANConfig; got {type(config).__name__}")
     classes = _resolve_classes(classes, dataset)
+    over_models = resolve_over_models(over_models)
     input_shape = tuple(np.shape(dataset.images)[1:])
     data = device_data(dataset, input_shape, capacity=loop.bucket(len(dataset.labels)))
     rows_np, counts_np = class_rows(np.asarray(dataset.labels), classes)
@@ -235,7 +258,7 @@ def train(
                 b = min(steps, a + chunk)
                 part = (jax.lax.dynamic_slice_in_dim(x, a, chunk, axis=1) for x in (plan_rows, plan_keys))
                 state, m = run_steps(state, data["image"], *part, lams, b - a, steps,
-                                     vae=stack, step_config=_step_config(config))
+                                     vae=stack, step_config=_step_config(config), over_models=over_models)
                 parts.append({k: np.asarray(v)[:, : b - a] for k, v in m.items()})
                 if bar is not None:
                     bar.set_postfix(l1=f"{parts[-1]['l1'].mean():.3f}", dis=f"{parts[-1]['dis'].mean():.2f}")
