@@ -32,7 +32,9 @@ Presets (``python -m manifold_robustness experiment run --config fonts:<preset>`
            Measured on the legible FONTS (the default selection): `make run` from a fresh clone
            (set-up, FONTS build, this preset, report; commit 1075d6c, 2026-12-03) took 19 min on 2
            CPU cores that another job shared (the runs: training 654 s, attacks 201 s, audit 127 s,
-           distances 37 s; on-true AT at N = 5000 alone 282 s).  Result: all four claims hold —
+           distances 37 s; on-true AT at N = 5000 alone 282 s); again at commit fb3ba95 with the
+           machine to itself, 15 min (training 518 s, attacks 161 s, audit 95 s, distances 30 s;
+           on-true AT at N = 5000 252 s), the same numbers.  Result: all four claims hold —
            regular AEs 1.06 from the manifold (test images 0.014), on-true success 80 % on normal
            models, Spearman(error, on-true success) 0.91, normal training's test error 75.8 / 48.6 /
            20.5 % at N = 250 / 1000 / 5000 (paper ~70 / 49.5 / 19.9 %), on-true AT 8.8 % at 5000,
