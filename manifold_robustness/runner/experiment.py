@@ -211,7 +211,7 @@ def run(c, root, *, shard_spec=None, progress: bool = True, mesh=None, say: Call
     groups = shard(plan(c), parse_shard(shard_spec))
     store = ResultsStore(root)
     collective = parallel.spans_processes(mesh)
-    writer = distributed.is_writer() or not collective
+    writer = _writes(mesh)
     if collective:
         _check_collective(c)
     store.check_config(config_lib.resolved(c))
@@ -245,6 +245,12 @@ def run(c, root, *, shard_spec=None, progress: bool = True, mesh=None, say: Call
             else:
                 counts["skipped"] += 1
     return counts
+
+
+def _writes(mesh) -> bool:
+    """Whether this process writes the store: always, unless ``mesh`` spans processes (one
+    program over several of them), where process 0 alone does."""
+    return distributed.is_writer() or not parallel.spans_processes(mesh)
 
 
 def _check_collective(c) -> None:
@@ -284,7 +290,7 @@ def _run_group(c, s: Setting, store: ResultsStore, g: Group, attack_set: dict, s
     for i, key in enumerate(g.keys):
         if key in keys:
             _finish_run(c, s, store, key, result, i, train_s, attack_set, strong, progress, mesh, say)
-    if distributed.is_writer() or not collective:
+    if _writes(mesh):
         store.remove_train_dir(g.dataset, g.method, g.n, g.seeds)
     return True
 
@@ -338,7 +344,7 @@ def _finish_run(c, s: Setting, store: ResultsStore, key: RunKey, result, i: int,
     if result.opt_state is not None:
         model["opt_state"] = jax.tree.map(lambda x: x[i], result.opt_state)
     model = parallel.to_host(model) if collective else jax.device_get(model)
-    if distributed.is_writer() or not collective:
+    if _writes(mesh):
         store.save_run(key, model=model, metrics=metrics, arrays=arrays,
                        info={"architecture": s.classifier.name, "input_shape": list(s.classifier.input_shape),
                              "num_classes": s.classifier.num_classes})
