@@ -465,7 +465,9 @@ def use_compilation_cache() -> str | None:
 
     if not jax.config.jax_compilation_cache_dir:
         try:
-            jax.config.update("jax_compilation_cache_dir", str(cache.data_dir() / "jax_cache"))
+            # resolved: JAX's cache keys hash the folder's name as spelled (it rides along in the
+            # compile options), so two spellings of one folder would never share a program
+            jax.config.update("jax_compilation_cache_dir", str(cache.data_dir().resolve() / "jax_cache"))
         except PermissionError:
             return None
         if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:

@@ -9,13 +9,17 @@ import numpy as np
 import pytest
 
 # Keep tests off the user's real cache.
-os.environ.setdefault("MANIFOLD_ROBUSTNESS_DATA", str(Path(__file__).parent / ".." / ".pytest_data"))
+os.environ.setdefault("MANIFOLD_ROBUSTNESS_DATA", str(Path(__file__).resolve().parent.parent / ".pytest_data"))
 
 # Many tests compile the same programs (an experiment resumed or sharded compiles what the uninterrupted
 # one did): JAX's persistent compilation cache makes the repeats cheap.
 import jax  # noqa: E402
 
-jax.config.update("jax_compilation_cache_dir", str(Path(__file__).parent / ".." / ".pytest_data" / "jax_cache"))
+# The folder is spelled exactly as the command line spells it in a subprocess (``cli.use_compilation_cache``
+# resolves the data directory): JAX's cache key hashes the compile options, and those carry a path
+# under the cache folder as a string, so ``tests/../.pytest_data`` and ``.pytest_data`` would keep two
+# caches that never share a program.
+jax.config.update("jax_compilation_cache_dir", str(Path(os.environ["MANIFOLD_ROBUSTNESS_DATA"]).resolve() / "jax_cache"))
 # Every program, however quick to compile: the runner tests and the installed-wheel test run the
 # same tiny grids several times, and many of their programs compile in well under a second.
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

@@ -18,3 +18,8 @@ def test_commands_keep_compiled_programs_in_the_data_dir_unless_told_otherwise(t
     env["MANIFOLD_ROBUSTNESS_DATA"] = str(tmp_path / "data")
     assert _cache_dir(env) == str(tmp_path / "data" / "jax_cache")
     assert _cache_dir({**env, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "mine")}) == str(tmp_path / "mine")
+    # one folder, one spelling: JAX's cache keys hash the folder's name (it rides in the compile
+    # options), so `x/../data` and `data` must not become two caches that never share a program
+    (tmp_path / "x").mkdir()
+    assert _cache_dir({**env, "MANIFOLD_ROBUSTNESS_DATA": str(tmp_path / "x" / ".." / "data")}) == \
+        str((tmp_path / "data" / "jax_cache").resolve())
