@@ -293,3 +293,19 @@ def test_bad_inputs_raise():
         attacks.make("linf", mode="fast")
     # per-space helpers
     assert spaces.image_space().name == "image"
+
+
+def test_rates_of_host_arrays_stay_on_the_host_and_equal_the_device_ones():
+    rng = np.random.default_rng(0)
+    success, correct = rng.random((3, 50)) < 0.4, rng.random(50) < 0.7
+    norms = rng.random((3, 50)).astype(np.float32)
+    expected = {attacks.success_rate: (success & correct).sum() / (3 * correct.sum()),
+                attacks.worst_case_success_rate: (success.any(0) & correct).sum() / correct.sum()}
+    for rate, value in expected.items():
+        host = rate(success, correct)
+        assert isinstance(host, np.floating)  # no device program for a summary of fetched outcomes
+        np.testing.assert_allclose(host, value, rtol=1e-6)
+        np.testing.assert_allclose(rate(jnp.asarray(success), jnp.asarray(correct)), value, rtol=1e-6)
+    mean = attacks.mean_norm_of_successes(norms, success, correct)
+    assert isinstance(mean, np.floating)
+    np.testing.assert_allclose(mean, norms[success & correct[None]].mean(), rtol=1e-6)

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+
+def _xp(*arrays):
+    """numpy when every array is already on the host (a summary of fetched outcomes then runs no
+    device program: each would be compiled or loaded first), else jax.numpy (traced or on device)."""
+    return np if all(isinstance(a, np.ndarray) for a in arrays) else jnp
 
 
 def correct(logits_fn, images: jax.Array, labels: jax.Array) -> jax.Array:
@@ -14,21 +21,24 @@ def correct(logits_fn, images: jax.Array, labels: jax.Array) -> jax.Array:
 def success_rate(success: jax.Array, correct_mask: jax.Array) -> jax.Array:
     """The paper's rate (its code's ``raw_success``): successful (correct example, restart) pairs
     over (#correct × #restarts), i.e. an average over restarts.  success: bool[R, B]."""
-    c = correct_mask.astype(jnp.float32)
-    return jnp.sum(success * c[None]) / jnp.maximum(success.shape[0] * jnp.sum(c), 1.0)
+    xp = _xp(success, correct_mask)
+    c = correct_mask.astype(xp.float32)
+    return xp.sum(success * c[None]) / xp.maximum(success.shape[0] * xp.sum(c), 1.0)
 
 
 def worst_case_success_rate(success: jax.Array, correct_mask: jax.Array) -> jax.Array:
     """An example counts as broken if any restart succeeds (over correctly classified examples)."""
-    c = correct_mask.astype(jnp.float32)
-    return jnp.sum(jnp.any(success, axis=0) * c) / jnp.maximum(jnp.sum(c), 1.0)
+    xp = _xp(success, correct_mask)
+    c = correct_mask.astype(xp.float32)
+    return xp.sum(xp.any(success, axis=0) * c) / xp.maximum(xp.sum(c), 1.0)
 
 
 def mean_norm_of_successes(norms: jax.Array, success: jax.Array, correct_mask: jax.Array) -> jax.Array:
     """Average perturbation norm (e.g. ‖δ‖∞, the paper's CelebA measure) over successful pairs on
     correct examples; NaN when there is none."""
-    m = (success & correct_mask[None]).astype(jnp.float32)
-    return jnp.sum(norms * m) / jnp.sum(m)
+    xp = _xp(norms, success, correct_mask)
+    m = (success & correct_mask[None]).astype(xp.float32)
+    return xp.sum(norms * m) / xp.sum(m)
 
 
 def transfer_success_rate(success_on_target: jax.Array, correct_source: jax.Array, correct_target: jax.Array) -> jax.Array:
