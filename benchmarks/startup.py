@@ -14,7 +14,11 @@ AMD EPYC (AVX-512), jax 0.10.2, torch 2.13.0 CPU, 2026-12-03, `make run`'s norma
 N = 5000): the command 5.16 s median (best 4.88), the PyTorch script 4.81 s (best 4.57): 0.93.
 Of the command's time ~3.2 s are imports (jax alone 1.8 s, of which ml_dtypes' extension 0.8 s;
 flax 0.6 s, orbax 0.4 s); it was 8.5 s before the store's CNN skipped drawing initial weights
-and the data cache skipped re-reading unchanged files for their checksums.
+and the data cache skipped re-reading unchanged files for their checksums.  After the success
+rates of fetched outcomes moved to numpy (they ran ~0.3 s of one-op device programs), same
+machine, a normal model at N = 5000 trained by ``train --config fonts:quick``, 7 runs each: the
+command 4.74 s median (best 4.18), the PyTorch script 4.91 s (best 4.16): 1.04.  Runs of the
+same command spread by ±0.5 s on this shared machine; the margin is that thin.
 
     .venv/bin/python benchmarks/startup.py --results results/fonts_quick [--run fonts/normal/n5000/seed0]
         [--repeats 5]
