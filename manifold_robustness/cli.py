@@ -298,7 +298,8 @@ def cmd_attack(args) -> int:
     for item in (f"eval.regular_examples={args.examples}", f"eval.on_manifold_examples={args.examples}",
                  f"eval.test_examples={max(args.examples, c.eval.test_examples)}"):
         apply_override(c, item)
-    s = setting.prepare(c, store, progress=not args.quiet)
+    progress = not args.quiet and index == 0  # of several processes, process 0 shows progress
+    s = setting.prepare(c, store, progress=progress)
     manifold = s.manifold(entry.needs, f"attack {args.attack}")
     variables = store.load_model(key)["variables"]  # every process reads it (a shared results folder)
     kw = dict(iterations=args.iterations, restarts=args.restarts)
@@ -311,7 +312,7 @@ def cmd_attack(args) -> int:
     attack = attacks.make(args.attack, **kw)
     name = setting.REGULAR if manifold is None else manifold.attack_key
     out = setting.attack_model(c, s, jax.tree.map(np.asarray, variables), jax.random.key(args.seed), name, attack,
-                               args.examples, manifold, progress=not args.quiet, mesh=_mesh(args))
+                               args.examples, manifold, progress=progress, mesh=_mesh(args))
     if index:  # every process has the gathered outcome; process 0 reports it
         return 0
     summary = setting.summarize_attack(out, attack)

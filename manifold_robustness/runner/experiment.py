@@ -212,6 +212,8 @@ def run(c, root, *, shard_spec=None, progress: bool = True, mesh=None, say: Call
     store = ResultsStore(root)
     collective = parallel.spans_processes(mesh)
     writer = _writes(mesh)
+    if not writer:  # one program over several processes: process 0 writes and reports, the rest are quiet
+        say, progress = (lambda text: None), False
     if collective:
         _check_collective(c)
     store.check_config(config_lib.resolved(c))
