@@ -3,6 +3,8 @@ jit/vmap, recompilation, real success rates on a trained CNN, and validation."""
 
 from __future__ import annotations
 
+import warnings
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -309,3 +311,6 @@ def test_rates_of_host_arrays_stay_on_the_host_and_equal_the_device_ones():
     mean = attacks.mean_norm_of_successes(norms, success, correct)
     assert isinstance(mean, np.floating)
     np.testing.assert_allclose(mean, norms[success & correct[None]].mean(), rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no success: NaN, quietly, on the host as on the device
+        assert np.isnan(attacks.mean_norm_of_successes(norms, np.zeros_like(success), correct))

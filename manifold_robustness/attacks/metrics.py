@@ -38,7 +38,8 @@ def mean_norm_of_successes(norms: jax.Array, success: jax.Array, correct_mask: j
     correct examples; NaN when there is none."""
     xp = _xp(norms, success, correct_mask)
     m = (success & correct_mask[None]).astype(xp.float32)
-    return xp.sum(norms * m) / xp.sum(m)
+    with np.errstate(invalid="ignore"):  # numpy's 0/0 is the documented NaN, not a warning
+        return xp.sum(norms * m) / xp.sum(m)
 
 
 def transfer_success_rate(success_on_target: jax.Array, correct_source: jax.Array, correct_target: jax.Array) -> jax.Array:
