@@ -92,7 +92,8 @@ def main() -> None:
     variables = models.init_variables(clf, jax.random.key(5))
     attack_s = 0.0
     for name, count in examples.items():
-        atk = attacks.make(name, iterations=int(c.eval.iterations), restarts=int(c.eval.restarts), early_exit=False)
+        atk = attacks.make(name, iterations=int(c.eval.iterations), restarts=int(c.eval.restarts), early_exit=False,
+                           chunks=1)
         fn = jax.jit(lambda v, b, k: atk(clf.logits_fn(v), b, k, {"prototypes": prototypes}).success)  # noqa: B023
         batch = {"image": jnp.asarray(train.images[: c.eval.batch], jnp.float32) / 255.0,
                  "label": jnp.asarray(train.labels[: c.eval.batch], jnp.int32),

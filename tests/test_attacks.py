@@ -106,6 +106,40 @@ def test_eval_mode_first_success_is_misclassified_and_frozen():
     np.testing.assert_array_equal(full.first_success, res.first_success)
 
 
+def test_frozen_rows_are_skipped_and_the_result_is_the_every_row_loop():
+    # 64 examples x 2 restarts = 128 rows.  The model reads each row's class from pixel (0, 0)
+    # (which ε = 0.02 keeps): examples 32-63 are misclassified from the start, so after the
+    # first evaluation their 64 rows are frozen and, cut into 4 chunks of 32 (frozen rows last),
+    # two chunks are never computed again.  A callback counts the rows the classifier sees.
+    base = _linear_model(5)
+    seen = []
+
+    def f(x):
+        jax.debug.callback(lambda n: seen.append(int(n)), x.shape[0])
+        cls = jnp.round(jax.lax.stop_gradient(x[:, 0, 0, 0]) * 9).astype(jnp.int32)
+        return base(x) * 0.01 + 10.0 * jax.nn.one_hot(cls, 10)
+
+    batch = _batch(n=64, seed=6)
+    wrong_class = (batch["label"] + 1) % 10
+    cls = jnp.where(jnp.arange(64) < 32, batch["label"], wrong_class)
+    batch["image"] = batch["image"].at[:, 0, 0, 0].set(cls / 9)
+    iterations = 6
+    runs = {}
+    for chunks in (1, 4):
+        seen.clear()
+        atk = attacks.make("linf", eps=0.02, iterations=iterations, restarts=2, early_exit=False, chunks=chunks)
+        runs[chunks] = jax.jit(lambda b, k: atk(f, b, k))(batch, jax.random.key(1))  # noqa: B023 (called at once)
+        jax.effects_barrier()
+        rows = sum(seen) - 2 * 128  # the loop's evaluations, without the final two (every row)
+        assert rows == (128 * iterations if chunks == 1 else 128 + 64 * (iterations - 1)), (chunks, seen)
+    one, four = runs[1], runs[4]
+    np.testing.assert_array_equal(four.success, one.success)
+    np.testing.assert_array_equal(four.first_success, one.first_success)
+    np.testing.assert_array_equal(one.first_success[:, 32:], 0)  # frozen at the first evaluation
+    np.testing.assert_allclose(four.x, one.x, atol=1e-6)  # the moving rows' own steps, either way
+    np.testing.assert_allclose(four.loss, one.loss, rtol=1e-5, atol=1e-6)
+
+
 def test_train_mode_loss_at_least_eval_mode():
     f, batch = _linear_model(3), _batch(n=32, seed=4)
     kw = dict(eps=0.05, iterations=15, restarts=2)
@@ -179,11 +213,14 @@ def test_nonfinite_gradients_are_masked_per_example():
     base = _linear_model()
 
     def f(x):  # example 0's logits depend on sqrt at 0 → infinite gradient there
-        logits = base(x)
-        bad = jnp.sqrt(jnp.maximum(x[0].sum() * 0.0, 0.0))
-        return logits.at[0].add(bad)
+        # Rows are independent (the engine may evaluate them in any grouping): example 0 is the
+        # row whose pixel (0, 0) is above 0.5, which the ε = 0.1 ball keeps.
+        marked = jax.lax.stop_gradient(x[:, 0, 0, 0] > 0.5)
+        bad = jnp.sqrt(jnp.maximum(x.reshape(x.shape[0], -1).sum(1) * 0.0, 0.0) + jnp.where(marked, 0.0, 1.0))
+        return base(x).at[:, 0].add(jnp.where(marked, bad, 0.0))
 
     batch = _batch()
+    batch["image"] = batch["image"].at[:, 0, 0, 0].set(0.0).at[0, 0, 0, 0].set(1.0)
     res = attacks.make("linf", eps=0.1, iterations=5, restarts=1, early_exit=False, init="zero")(f, batch, jax.random.key(0))
     assert int(res.nonfinite[0, 0]) > 0 and int(res.nonfinite[0, 1:].sum()) == 0
     assert bool(jnp.all(jnp.isfinite(res.x)))
@@ -293,6 +330,8 @@ def test_bad_inputs_raise():
         attacks.make("on_learned_manifold")
     with pytest.raises(ValueError, match="mode must be"):
         attacks.make("linf", mode="fast")
+    with pytest.raises(ValueError, match=r"chunks must be a whole number >= 1 \(1: every row"):
+        attacks.make("linf", chunks=0)
     # per-space helpers
     assert spaces.image_space().name == "image"
 

@@ -80,10 +80,11 @@ def make_optimizer(optimizer: str = "adam", lr: float = 0.005, step_size: float 
 
 
 def _config(eps, norm="linf", iterations=40, restarts=5, mode="eval", early_exit=True, init="paper",
-            optimizer="adam", lr=0.005, step_size=0.01, reparam=None) -> AttackConfig:
+            optimizer="adam", lr=0.005, step_size=0.01, reparam=None, chunks=AttackConfig.chunks) -> AttackConfig:
     """The engine's pieces from the names the factories and configs use: ``mode`` → a policy
     (``early_exit`` applies to "eval"), ``init`` → an initialisation, ``reparam="tanh"`` → the
-    C&W constraint instead of the ball's projection."""
+    C&W constraint instead of the ball's projection; ``chunks`` as :class:`AttackConfig` (speed
+    only: 1 evaluates every row every iteration)."""
     policies = {"eval": lambda: engine.eval_policy(early_exit), "train": engine.train_policy}
     if mode not in policies:
         raise ValueError(f"mode must be 'eval' or 'train'; got {mode!r}")
@@ -94,7 +95,7 @@ def _config(eps, norm="linf", iterations=40, restarts=5, mode="eval", early_exit
     return AttackConfig(
         eps=eps, norm=norm, iterations=iterations, restarts=restarts, policy=policies[mode](),
         init=engine.INITS[init], optimizer=make_optimizer(optimizer, lr, step_size),
-        constraint=engine.tanh_box() if reparam == "tanh" else None,
+        constraint=engine.tanh_box() if reparam == "tanh" else None, chunks=chunks,
     )
 
 

@@ -33,6 +33,15 @@ is elementwise), and restart r starts from ``fold_in(key, r)``, so the first r r
 with more restarts are a run with r.  ε may be a scalar or one per example.  Iteration
 i = 0..T evaluates the classifier T + 1 times and steps T times, like the original.
 
+A row that has stopped moving (eval mode: it succeeded) needs no more evaluations, so each
+iteration gathers the moving rows first, cuts the rows into ``AttackConfig.chunks`` chunks (of at
+least :data:`MIN_CHUNK_ROWS` rows) and computes only the chunks that hold a moving row
+(``lax.cond`` inside ``lax.map``); the outputs are scattered back to row order.  The result is the
+same attack (each moving row's objective and gradient are its own: rows never interact), only
+cheaper: on a CNN trained to 25 % test error, the paper's attack with early exit ran 2.2× the
+every-row loop, and with 8 chunks 4-5× (``benchmarks/attack_throughput.py``).  ``chunks=1``
+evaluates every row every iteration.
+
 Everything here is pure and traceable: wrap calls in ``jax.jit`` (the runner compiles one
 function per attack and batch shape).  Validation of concrete inputs is in :mod:`.api`.
 """
@@ -216,7 +225,10 @@ class Policy(NamedTuple):
     ``init(w, rows) -> state``: the policy's own carry; ``record(state, w, j, wrong) -> state``
     after each evaluation (``j`` the objective, ``wrong`` misclassified, per row); ``moving(done)``:
     the rows that take the next step; ``finished(done)``: the loop may stop before its last
-    iteration; ``output(state, w)``: the iterate each row returns.
+    iteration; ``output(state, w)``: the iterate each row returns.  A row that is not moving
+    needs no evaluation (``record`` must ignore it: its objective, decision and gradient read as
+    zero); ``freezes`` says whether ``moving`` can leave rows out, and so whether the loop gathers
+    and skips them.
     """
 
     name: str
@@ -225,6 +237,7 @@ class Policy(NamedTuple):
     moving: Callable
     finished: Callable
     output: Callable
+    freezes: bool = False  # whether ``moving`` can leave rows out (the loop then skips them)
 
 
 def eval_policy(early_exit: bool = True) -> Policy:
@@ -238,6 +251,7 @@ def eval_policy(early_exit: bool = True) -> Policy:
         moving=lambda done: ~done,
         finished=(lambda done: jnp.all(done)) if early_exit else (lambda done: jnp.bool_(False)),
         output=lambda state, w: w,
+        freezes=True,
     )
 
 
@@ -262,7 +276,9 @@ def train_policy() -> Policy:
 class AttackConfig:
     """Loop settings (paper defaults: digest §5.1, §9).  ``norm`` of the ball and of the paper
     initialisation ("linf" | "l2"); ``eps`` its radius (scalar or per example; ``inf`` = no ball);
-    ``constraint`` default: :func:`ball` of ``norm`` with ``projections`` rounds."""
+    ``constraint`` default: :func:`ball` of ``norm`` with ``projections`` rounds; ``chunks``: how
+    finely the rows are cut so that chunks of frozen rows can be skipped (speed only; see the
+    module docstring)."""
 
     eps: Any = 0.3
     norm: str = "linf"
@@ -273,6 +289,8 @@ class AttackConfig:
     optimizer: Callable[[], optax.GradientTransformation] = lambda: optax.adam(0.005)
     constraint: Constraint | None = None
     projections: int = 5  # rounds of alternating ball/box projection (exact after one for L∞)
+    chunks: int = 8  # rows evaluated in up to this many chunks, frozen rows last, skipped (see run)
+
 
     def __post_init__(self):
         if self.norm not in ("linf", "l2"):
@@ -285,6 +303,8 @@ class AttackConfig:
             raise ValueError(f"constraint must be an engine.Constraint (ball(...) or tanh_box()); got {self.constraint!r}")
         if self.iterations < 0 or self.restarts < 1:
             raise ValueError(f"need iterations >= 0 and restarts >= 1; got {self.iterations}, {self.restarts}")
+        if not isinstance(self.chunks, int) or self.chunks < 1:
+            raise ValueError(f"chunks must be a whole number >= 1 (1: every row every iteration); got {self.chunks!r}")
 
     @property
     def mode(self) -> str:
@@ -294,6 +314,9 @@ class AttackConfig:
 
 # ---------------------------------------------------------------------------------------------
 # the loop
+
+
+MIN_CHUNK_ROWS = 32  # below this a chunk's call overhead outweighs what skipping it saves
 
 
 def _rows(a: jax.Array, r: int) -> jax.Array:
@@ -323,26 +346,57 @@ def run(config: AttackConfig, space: Space, objective: Objective, logits_fn, bat
     v = jnp.clip(v, low, high)
     optimizer = config.optimizer()
 
-    def evaluate(w):
+    def evaluate(w, rows_batch, v0, low, high):
         v = constraint.to_v(w, low, high)
         logits = logits_fn(space.decode(v, rows_batch, context))
-        j = objective(logits, labels, v - v0)
-        return jnp.sum(j), (j, jnp.argmax(logits, axis=-1) != labels)
+        j = objective(logits, rows_batch["label"], v - v0)
+        return jnp.sum(j), (j, jnp.argmax(logits, axis=-1) != rows_batch["label"])
 
-    grad_fn = jax.value_and_grad(evaluate, has_aux=True)
+    def gradient(w, *rows):  # -> (j, wrong, g), each per row
+        (_, (j, wrong)), g = jax.value_and_grad(evaluate, has_aux=True)(w, *rows)
+        return j, wrong, g
+
+    per_row = (rows_batch, v0, low, high)
+    chunks = max(1, min(config.chunks, m // MIN_CHUNK_ROWS)) if policy.freezes else 1
+
+    def moving_gradient(w, moving):
+        """The gradient step's inputs for the moving rows; the others read zero.  With chunks > 1
+        the moving rows are gathered first and the rows cut into chunks, and a chunk with no
+        moving row is not computed (frozen rows cost nothing)."""
+        if chunks == 1:
+            j, wrong, g = gradient(w, *per_row)
+        else:
+            size = -(-m // chunks)
+            order = jnp.argsort(~moving, stable=True)  # moving rows first, each group in row order
+            order = jnp.concatenate([order, jnp.zeros(size * chunks - m, order.dtype)])
+            cut = lambda a: a[order].reshape((chunks, size) + a.shape[1:])  # noqa: E731
+            parts = jax.tree.map(cut, (w, per_row))
+            active = jnp.arange(chunks) * size < jnp.sum(moving)
+            run_part = lambda p: gradient(p[0], *p[1])  # noqa: E731
+            zeros = jax.eval_shape(run_part, jax.tree.map(lambda a: a[0], parts))
+
+            def chunk(a):
+                on, part = a
+                skip = lambda p: jax.tree.map(lambda o: jnp.zeros(o.shape, o.dtype), zeros)  # noqa: E731
+                return jax.lax.cond(on, run_part, skip, part)
+
+            out = jax.lax.map(chunk, (active, parts))
+            j, wrong, g = jax.tree.map(lambda o: jnp.zeros((m,) + o.shape[2:], o.dtype).at[order[:m]].set(
+                o.reshape((chunks * size,) + o.shape[2:])[:m], unique_indices=True), out)
+        return jnp.where(moving, j, 0.0), wrong & moving, jnp.where(_expand(moving, g), g, 0.0)
 
     def record(c, j, wrong):
         first = jnp.where(wrong & (c["first"] < 0), c["i"], c["first"])
         return {**c, "first": first, "done": c["done"] | wrong, "policy": policy.record(c["policy"], c["w"], j, wrong)}
 
     def body(c):
-        (_, (j, wrong)), g = grad_fn(c["w"])
+        j, wrong, g = moving_gradient(c["w"], policy.moving(c["done"]))
         c = record(c, j, wrong)
         finite = jnp.all(jnp.isfinite(g.reshape(m, -1)), axis=1)
         g = jnp.where(_expand(finite, g), g, 0.0)
         updates, opt = optimizer.update(-g, c["opt"], c["w"])  # optax minimises: ascend the objective
         w = constraint.project(c["w"] + updates, v0, eps, low, high)
-        w = jnp.where(_expand(policy.moving(c["done"]), w), w, c["w"])
+        w = jnp.where(_expand(policy.moving(c["done"]), w), w, c["w"])  # a row just done keeps this iterate
         return {**c, "i": c["i"] + 1, "w": w, "opt": opt, "nonfinite": c["nonfinite"] + (~finite)}
 
     def cond(c):
@@ -355,7 +409,7 @@ def run(config: AttackConfig, space: Space, objective: Objective, logits_fn, bat
     }
     # no loop at all without iterations (the random baselines): their programs carry no gradient
     c = jax.lax.while_loop(cond, body, carry) if config.iterations > 0 else carry
-    _, (j, wrong) = evaluate(c["w"])  # the (T+1)-th evaluation
+    _, (j, wrong) = evaluate(c["w"], *per_row)  # the (T+1)-th evaluation
     c = record(c, j, wrong)
     v_out = constraint.to_v(policy.output(c["policy"], c["w"]), low, high)
     x = space.decode(v_out, rows_batch, context)
