@@ -353,3 +353,25 @@ def test_rates_of_host_arrays_stay_on_the_host_and_equal_the_device_ones():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no success: NaN, quietly, on the host as on the device
         assert np.isnan(attacks.mean_norm_of_successes(norms, np.zeros_like(success), correct))
+
+
+def test_rows_split_over_devices_are_attacked_without_chunks():
+    # On a mesh, gathering the moving rows would move them between devices and every device would
+    # compute every chunk; the runner's compiled attack evaluates every row there (no lax.cond).
+    from types import SimpleNamespace
+
+    from manifold_robustness import models
+    from manifold_robustness.runner import setting
+
+    atk = attacks.make("linf", iterations=2, restarts=2)
+    assert atk.with_chunks(1).config.chunks == 1 and atk.config.chunks == engine.AttackConfig.chunks
+    assert attacks.Transfer(atk, None).with_chunks(1).source.config.chunks == 1
+    clf, variables = models.create("mlp", (8, 8, 1), 10, jax.random.key(0))
+    s = SimpleNamespace(compiled={}, classifier=clf)
+    batch = _batch(n=64)
+    programs = {}
+    for spread in (False, True):
+        fn = setting._compiled_attack(s, "regular", atk, spread=spread)
+        programs[spread] = fn.lower((variables, None), batch, jax.random.key(0)).as_text()
+        assert setting._compiled_attack(s, "regular", atk, spread=spread) is fn  # compiled once per layout
+    assert "case" in programs[False] and "case" not in programs[True]  # the chunks' conditional

@@ -53,6 +53,11 @@ class Attack:
         """What the classifier sees before the attack (the reconstruction for latent attacks)."""
         return spaces.clean_images(self.space, batch, context)
 
+    def with_chunks(self, chunks: int) -> "Attack":
+        """This attack with ``AttackConfig.chunks`` = ``chunks`` (1: every row every iteration, as
+        on rows split over several devices; the outcome is the same up to rounding)."""
+        return dataclasses.replace(self, config=dataclasses.replace(self.config, chunks=int(chunks)))
+
     def stronger(self, iterations: int, restarts: int, objective: Callable | None = None) -> "Attack":
         """This attack with ``iterations`` and ``restarts`` (and another objective if given): the
         attack-strength audit's version of it (same space, ball and optimiser)."""

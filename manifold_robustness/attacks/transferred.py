@@ -49,6 +49,10 @@ class Transfer:
     def space(self):
         return self.source.space
 
+    def with_chunks(self, chunks: int) -> "Transfer":
+        """The source attack with ``chunks`` (:meth:`Attack.with_chunks`)."""
+        return dataclasses.replace(self, source=self.source.with_chunks(chunks))
+
     def stronger(self, iterations: int, restarts: int, objective=None) -> "Transfer":
         """The transfer of the source attack's stronger version (see :meth:`Attack.stronger`)."""
         return dataclasses.replace(self, source=self.source.stronger(iterations, restarts, objective))

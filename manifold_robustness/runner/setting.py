@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from manifold_robustness import attacks, claims, data, models
+from manifold_robustness import attacks, claims, data, models, parallel
 from manifold_robustness.attacks import evaluate
 from manifold_robustness.data import specs
 from manifold_robustness.manifolds import measure, objects, protocol
@@ -211,13 +211,17 @@ def eval_attacks(c, s: Setting) -> dict[str, EvalAttack]:
     return out
 
 
-def _compiled_attack(s: Setting, name: str, attack: attacks.Attack):
+def _compiled_attack(s: Setting, name: str, attack: attacks.Attack, spread: bool = False):
     """One jitted program per attack object for all runs: ((variables, context), batch, key) →
-    outcomes.  Build the attacks once (:func:`eval_attacks`) and reuse them, or every run compiles anew."""
+    outcomes.  Build the attacks once (:func:`eval_attacks`) and reuse them, or every run compiles anew.
+    ``spread``: the rows are split over several devices, so the attack evaluates every row
+    (``chunks=1``): gathering the moving rows would move them between devices, and each device
+    would compute every chunk."""
     cached = s.compiled.get(name)
-    if cached is not None and cached[0] is attack:
+    if cached is not None and cached[0] is attack and cached[2] == spread:
         return cached[1]
     clf = s.classifier
+    original, attack = attack, attack.with_chunks(1) if spread else attack
 
     @jax.jit
     def fn(params, batch, key):
@@ -229,7 +233,7 @@ def _compiled_attack(s: Setting, name: str, attack: attacks.Attack):
         return {"success": res.success, "first_success": res.first_success, "l2": res.l2, "linf": res.linf,
                 "correct": attack.counted(logits_fn, batch, context), "x": res.x, "clean": clean, "pred": pred}
 
-    s.compiled[name] = (attack, fn)
+    s.compiled[name] = (original, fn, spread)
     return fn
 
 
@@ -241,7 +245,7 @@ def attack_model(c, s: Setting, variables, key: jax.Array, name: str, attack: at
     """Attack the first ``count`` test images (through ``manifold``'s fields when the attack is on
     one) in chunks of ``eval.batch``, by :func:`attacks.evaluate.over_rows`.  ``context``: the
     attack's (default: the manifold's).  ``correct`` holds the examples the attack counts."""
-    fn = _compiled_attack(s, name, attack)
+    fn = _compiled_attack(s, name, attack, spread=mesh is not None and parallel.num_devices(mesh) > 1)
     kinds = () if manifold is None else (manifold.kind,)
     if context is None and manifold is not None:
         context = manifold.context
