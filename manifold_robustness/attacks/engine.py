@@ -80,7 +80,8 @@ class AttackResult(NamedTuple):
     success: bool[R, B] misclassified at the returned iterate; first_success: int32[R, B] first
     iteration at which the example was misclassified (−1: never); loss: float[R, B] objective at
     the returned iterate; l1, l2, linf: float[R, B] norms of the image-space perturbation
-    x − g(v₀); nonfinite: int32[R, B] iterations whose gradient was non-finite (masked to zero).
+    x − g(v₀); nonfinite: int32[R, B] iterations whose gradient was non-finite (masked to zero),
+    counted while the row moves.
     """
 
     x: jax.Array
@@ -290,7 +291,6 @@ class AttackConfig:
     constraint: Constraint | None = None
     projections: int = 5  # rounds of alternating ball/box projection (exact after one for L∞)
     chunks: int = 8  # rows evaluated in up to this many chunks, frozen rows last, skipped (see run)
-
 
     def __post_init__(self):
         if self.norm not in ("linf", "l2"):
