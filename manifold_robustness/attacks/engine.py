@@ -40,7 +40,9 @@ least :data:`MIN_CHUNK_ROWS` rows) and computes only the chunks that hold a movi
 same attack (each moving row's objective and gradient are its own: rows never interact), only
 cheaper: on a CNN trained to 25 % test error, the paper's attack with early exit ran 2.2× the
 every-row loop, and with 8 chunks 4-5× (``benchmarks/attack_throughput.py``).  ``chunks=1``
-evaluates every row every iteration.
+evaluates every row every iteration: use it when the rows are split over several devices (the
+gather would move rows between devices and every device would compute every chunk; the runner
+does so on a mesh, see ``runner.setting.attack_model``).
 
 Everything here is pure and traceable: wrap calls in ``jax.jit`` (the runner compiles one
 function per attack and batch shape).  Validation of concrete inputs is in :mod:`.api`.
