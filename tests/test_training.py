@@ -50,7 +50,11 @@ def test_vmapped_seeds_equal_separate_runs(small_fonts):
     assert float(jnp.abs(out_both - out_alone).max()) < 3e-3 * scale  # running means lag the bias noise
     assert float(jnp.mean(out_both.argmax(-1) == out_alone.argmax(-1))) >= 0.99
     kernels = lambda v: [x for p, x in jax.tree_util.tree_leaves_with_path(v["params"]) if "kernel" in jax.tree_util.keystr(p)]  # noqa: E731
-    assert all(np.allclose(a, b, atol=1e-4) for a, b in zip(kernels(both.variables_for(1)), kernels(alone.variables_for(0))))
+    # Kernels agree up to a small fraction of their norm, not bitwise: a vmapped and a single
+    # program round differently and Adam turns near-zero gradients' rounding into lr-sized steps
+    # (another CPU or XLA emitter measured 0.1 % of the norm after these 6 steps; 1 % leaves room).
+    for a, b in zip(kernels(both.variables_for(1)), kernels(alone.variables_for(0))):
+        assert float(jnp.linalg.norm(a - b)) <= 1e-2 * float(jnp.linalg.norm(a))
     assert not np.allclose(clf.logits_fn(both.variables_for(0))(probe), out_alone, atol=1e-2)  # seeds differ
 
 
