@@ -221,6 +221,9 @@ def run_notebook(nb, kernel_manager, cwd: Path):
     env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     client = nbclient.NotebookClient(
         nb, km=kernel_manager(), timeout=300, allow_errors=False,
+        # a loaded 2-core machine can deliver a cell's output after nbclient's default 4 s, which
+        # it would then drop silently: wait longer, and fail loudly if even that is not enough
+        iopub_timeout=60, raise_on_iopub_timeout=True,
         resources={"metadata": {"path": str(cwd)}},
     )
     client.execute(env=env)
