@@ -55,6 +55,24 @@ def test_a_face_that_only_resembles_itself_cannot_be_read():
         legibility.readability(noise[:1])
 
 
+def test_readability_is_the_k_nearest_neighbour_score_however_the_neighbours_are_found():
+    # enough faces (600 × 10 letters) that the search bounds each row by a strided sample of columns
+    rng = np.random.default_rng(1)
+    shapes = rng.random((10, 28, 28)) < 0.3  # ten letter shapes, each face a noisy copy of them
+    protos = ((shapes[None] ^ (rng.random((600, 10, 28, 28)) < 0.25)) * 255).astype(np.uint8)
+    protos[3, 4] = 0  # one blank letter
+    assert 600 * 10 // legibility._SAMPLE > 1
+    x, inked = legibility._features(protos)
+    sim = x @ x.T
+    face = np.repeat(np.arange(600), 10)
+    sim[face[:, None] == face[None, :]] = -np.inf
+    nearest = np.argsort(-sim, axis=1, kind="stable")[:, :7]  # the definition, by brute force
+    right = (nearest % 10 == np.arange(6000)[:, None] % 10).mean(axis=1) * inked
+    got = legibility.readability(protos, k=7)
+    np.testing.assert_array_equal(got, right.reshape(600, 10).mean(axis=1))
+    assert 0.2 < got.mean() < 1.0
+
+
 def test_the_build_drops_faces_by_rule_and_says_how_many(mixed_dir, tmp_path, capsys):
     built = fonts.build(_config(mixed_dir), data_dir=tmp_path)
     disc = built.meta["discovery"]

@@ -30,7 +30,8 @@ __all__ = ["VERSION", "readability", "survival"]
 
 VERSION = 1  # in FONTS' cache key: bump it when a score changes, so no build mixes two versions
 
-_CHUNK = 2048  # query rows per similarity block (2048 × 18k float64 ≈ 300 MB)
+_CHUNK = 1024  # query rows per similarity block (1024 × 18k float64 ≈ 150 MB)
+_SAMPLE = 2048  # columns whose k-th best similarity bounds a row's k-th best from below
 
 
 def _features(prototypes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -56,16 +57,29 @@ def readability(prototypes: np.ndarray, k: int = 10) -> np.ndarray:
     if f < 2:
         raise ValueError(f"readability compares a face with the others and needs >= 2 faces; got {f}")
     x, inked = _features(prototypes)
+    n = f * letters
     label = np.tile(np.arange(letters), f)
-    face = np.repeat(np.arange(f), letters)
     k = min(k, f - 1)
-    right = np.empty(f * letters)
-    for start in range(0, f * letters, _CHUNK):
-        rows = slice(start, min(start + _CHUNK, f * letters))
-        sim = x[rows] @ x.T
-        sim[face[rows, None] == face[None, :]] = -np.inf
-        nearest = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-        right[rows] = (label[nearest] == label[rows, None]).mean(axis=1)
+    # The k-th best similarity among a strided sample of the columns is a lower bound on a row's
+    # k-th best, so the row's k nearest are among the few columns at or above it: sorting those
+    # few is exact and twice as fast as selecting among all ~18k (ties: the lower column first).
+    stride = max(1, n // _SAMPLE)
+    if len(range(0, n, stride)) < k + letters:  # too few columns left after the own face's
+        stride = 1
+    right = np.empty(n)
+    for start in range(0, n, _CHUNK):
+        stop = min(start + _CHUNK, n)
+        sim = x[start:stop] @ x.T
+        own = (np.arange(start, stop) // letters * letters)[:, None] + np.arange(letters)
+        np.put_along_axis(sim, own, -np.inf, axis=1)  # the face's own letters are not neighbours
+        sample = sim[:, ::stride]
+        floor = np.partition(sample, sample.shape[1] - k, axis=1)[:, sample.shape[1] - k]
+        r, c = np.nonzero(sim >= floor[:, None])
+        order = np.lexsort((c, -sim[r, c], r))  # by row, then most similar first
+        r, c = r[order], c[order]
+        nearest = np.arange(r.size) - np.searchsorted(r, r) < k  # the first k of each row
+        hits = label[c[nearest]] == label[start:stop][r[nearest]]
+        right[start:stop] = np.bincount(r[nearest], weights=hits, minlength=stop - start) / k
     right[~inked] = 0.0  # a blank letter is read by nobody (its neighbours would be arbitrary)
     return right.reshape(f, letters).mean(axis=1)
 
