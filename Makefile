@@ -15,7 +15,7 @@ run: setup
 	$(PY) experiments/fonts.py quick --results $(RESULTS)/fonts_quick
 
 test: setup
-	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 bench: setup
 	$(PY) benchmarks/fonts_build.py

@@ -25,12 +25,18 @@ jax.config.update("jax_compilation_cache_dir", str(Path(os.environ["MANIFOLD_ROB
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
-# The heaviest test files first (cold, one worker, 2 CPU cores, 2026-12-02: 130-230 s each; the
-# rest take under 80 s).  `make test` runs each file on one of two workers (--dist loadfile), so a
-# long file that starts last leaves the other worker idle to the end; longest-first keeps both busy.
-HEAVY_FIRST = ("test_adversarial_training.py", "test_vaegan.py", "test_runner_datasets.py", "test_runner.py",
-               "test_distributed.py",
-               "test_attacks.py", "test_models.py", "test_projection.py")
+# The order in which `make test` hands out the heavy files: longest first (seconds summed per
+# file, cold cache, 2 workers on 2 CPU cores, 2026-12-06, in brackets), after the file that builds
+# the small FONTS that most files need.  Each file goes to whichever worker is free (--dist
+# loadfile; --no-loadscope-reorder, or xdist orders files by their number of tests instead).  The
+# suite is CPU-bound, so the order moves the wall time little (three orders measured 498-521 s):
+# a long file that starts last mostly runs alone on both cores instead of leaving one idle.
+HEAVY_FIRST = ("test_store_integrity.py",  # [54]
+               "test_vaegan.py", "test_attacks.py", "test_adversarial_training.py",  # [141, 95, 93]
+               "test_runner_datasets.py", "test_runner.py", "test_projection.py",  # [88-134, 87, 68]
+               "test_models.py", "test_training.py", "test_distributed.py", "test_notebooks.py",
+               "test_manifolds.py", "test_install.py", "test_eval_attacks.py",
+               "test_parallel.py")  # [55, 45, 44, 39, 37, 26, 26, 19; the rest under 10]
 
 
 def pytest_collection_modifyitems(config, items):
