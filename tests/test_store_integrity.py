@@ -135,6 +135,7 @@ REFUSED = [
     (["-o", "gallery=-1"], "gallery must be a whole number >= 0"),
     (["-o", "vaegan.examples=-5"], "vaegan.examples must be a whole number >= 0"),
     (["-o", "sizes=20000"], "sizes asks for 20000 train images"),
+    (["-o", "adversarial.lr=-1"], "adversarial.lr must be a number > 0"),
     (["--shard", "3/2"], "--shard i/n needs 0 <= i < n"),
     (["--shard", "0/0"], "--shard i/n needs 0 <= i < n"),
     (["--shard", "a/b"], "--shard must look like i/n"),

@@ -14,7 +14,8 @@ Fields (paper defaults; digest section in brackets):
 - ``methods``, ``sizes`` (N), ``seeds``: the grid [§6.2: N from 250 to 40k, 5 seeds].
 - ``train``: ``training.TrainConfig`` fields [§6.2: Adam lr 0.01 ×0.95/epoch, wd 1e-4, batch 100,
   20 epochs].
-- ``adversarial``: ``eps`` 0.3, ``eta`` 0.3 and the inner attack's ``iterations`` 40 [§6.3].
+- ``adversarial``: ``eps`` 0.3, ``eta`` 0.3 and the inner attack's ``iterations`` 40 [§6.3] and
+  Adam ``lr`` (None: the attack's own, 0.005 as in the paper).
 - ``eval``: ``test_examples`` (test error on this many test images), ``regular_examples`` 1000 and
   ``on_manifold_examples`` 2500 attacked test images, ``restarts`` 5, ``iterations`` 40,
   ``batch`` (attack chunk; ~100 is fastest on CPU) [§5]; ``attacks``: the image-space attacks,
@@ -71,7 +72,7 @@ def base(dataset: str) -> ml_collections.ConfigDict:
     c.seeds = (0, 1, 2, 3, 4)
     c.train = ml_collections.ConfigDict(dict(epochs=20, batch_size=100, learning_rate=0.01, lr_decay=0.95,
                                              weight_decay=1e-4, b1=0.5, b2=0.9, eval_batch_size=500))
-    c.adversarial = ml_collections.ConfigDict(dict(eps=0.3, eta=0.3, iterations=40))
+    c.adversarial = ml_collections.ConfigDict(dict(eps=0.3, eta=0.3, iterations=40, lr=None))
     c.eval = ml_collections.ConfigDict(dict(test_examples=10000, regular_examples=1000, on_manifold_examples=2500,
                                             restarts=5, iterations=40, eps=0.3, eta=0.3, batch=100,
                                             attacks=tuple(spec.paper_attacks),
@@ -244,6 +245,8 @@ def _check_counts(c: ml_collections.ConfigDict) -> None:
         whole("every seed in seeds", s, 0)
     whole("gallery", c.gallery, 0)
     whole("adversarial.iterations", c.adversarial.iterations, 0)
+    if c.adversarial.lr is not None and not (isinstance(c.adversarial.lr, (int, float)) and c.adversarial.lr > 0):
+        raise ValueError(f"adversarial.lr must be a number > 0 (or None: the paper's 0.005); got {c.adversarial.lr!r}")
     whole("distances.examples", c.distances.examples, 1)
     for k in ("epochs", "examples"):  # 0: the paper's epochs / the whole training split
         whole(f"vaegan.{k}", c.vaegan.get(k, 0), 0)

@@ -148,12 +148,18 @@ def _take(ds: data.Dataset, n: int) -> data.Dataset:
 train_config = setting.train_config
 
 
+def inner_attack(c) -> dict:
+    """The inner attacks' settings from ``c.adversarial``: its iterations, and its Adam lr when set."""
+    lr = c.adversarial.get("lr")
+    return {"iterations": int(c.adversarial.iterations), **({} if lr is None else {"lr": float(lr)})}
+
+
 def method_context(c, s: Setting, method: str) -> MethodContext:
     """The method's context: its manifold (the one its registry entry ``needs``) and that
     manifold's context as the compiled epoch's ``arrays``."""
     manifold = s.manifold(METHODS.needs(method), f"training method {method}")
     return MethodContext(s.classifier, ranges=s.ranges, eta=float(c.adversarial.eta), eps=float(c.adversarial.eps),
-                         attack={"iterations": int(c.adversarial.iterations)}, manifold=manifold,
+                         attack=inner_attack(c), manifold=manifold,
                          arrays=None if manifold is None else manifold.context)
 
 
