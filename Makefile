@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine (see README.md):
-#   make run   - set up, run the FONTS `quick` experiment (10-15 min on 2 cores) and write the four-claims report
+#   make run   - set up, run the FONTS `quick` experiment (about 5 min on 2 cores) and write the four-claims report
 #   make test  - set up, run the test suite
 PY := .venv/bin/python
 RESULTS ?= results

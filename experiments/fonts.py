@@ -2,7 +2,7 @@
 ``manifold_robustness.configs.fonts`` (a killed run resumes where it stopped), then write the
 four-claims report of its results.
 
-    python experiments/fonts.py quick     # what `make run` runs: about 10-15 minutes on 2 CPU cores
+    python experiments/fonts.py quick     # what `make run` runs: about 5 minutes on 2 CPU cores
     python experiments/fonts.py paper -o seeds=0,1 --results results/fonts_paper
 
 The presets, what each costs and what it is expected to show are in the docstring of
