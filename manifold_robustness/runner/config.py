@@ -245,8 +245,9 @@ def _check_counts(c: ml_collections.ConfigDict) -> None:
         whole("every seed in seeds", s, 0)
     whole("gallery", c.gallery, 0)
     whole("adversarial.iterations", c.adversarial.iterations, 0)
-    if c.adversarial.lr is not None and not (isinstance(c.adversarial.lr, (int, float)) and c.adversarial.lr > 0):
-        raise ValueError(f"adversarial.lr must be a number > 0 (or None: the paper's 0.005); got {c.adversarial.lr!r}")
+    lr = c.adversarial.lr
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
+        raise ValueError(f"adversarial.lr must be a number > 0 (or None: the paper's 0.005); got {lr!r}")
     whole("distances.examples", c.distances.examples, 1)
     for k in ("epochs", "examples"):  # 0: the paper's epochs / the whole training split
         whole(f"vaegan.{k}", c.vaegan.get(k, 0), 0)
