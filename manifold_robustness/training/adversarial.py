@@ -43,7 +43,9 @@ VAEGAN_HINT = (
 
 
 def _attack_kwargs(context: MethodContext, **defaults) -> dict:
-    return {"iterations": 40, "restarts": 1, "mode": "train", **defaults, **context.attack}
+    """One restart in train mode; iterations and lr are the attack's own (the paper's 40 and
+    0.005) unless ``context.attack`` sets them."""
+    return {"restarts": 1, "mode": "train", **defaults, **context.attack}
 
 
 def _check_budget(name: str, value) -> None:
