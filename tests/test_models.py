@@ -85,15 +85,17 @@ def test_conv_switch_computes_the_same_function(name):
     hp, hx = jax.jit(jax.grad(loss(clf_x), argnums=(0, 1)))(v["params"], x)
     # Gradients pass ReLU masks: a unit that sits at its kink may switch between two convolution
     # algorithms' roundings and move a few entries, so compare whole gradients by their relative
-    # norm (a wrong padding, stride or kernel flip is off by O(1); rounding is ~1e-6 per layer).
+    # norm (a wrong padding, stride or kernel flip is off by O(1); rounding is ~1e-6 per layer, but
+    # a switched unit moved 1.25 % of a ResNet batch-norm bias's gradient with XLA's optimisations
+    # off, JAX_DISABLE_MOST_OPTIMIZATIONS=1).
     def rel(a, b):
         return float(jnp.linalg.norm((a - b).ravel()) / (jnp.linalg.norm(b.ravel()) + 1e-12))
 
-    assert rel(gx, hx) < 1e-2, rel(gx, hx)
+    assert rel(gx, hx) < 1e-1, rel(gx, hx)
     scale = max(float(jnp.abs(b).max()) for b in jax.tree.leaves(hp))
     for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(gp), jax.tree.leaves(hp)):
         if float(jnp.abs(b).max()) > 1e-4 * scale:  # not a conv bias feeding batch norm (zero up to rounding)
-            assert rel(a, b) < 1e-2, (jax.tree_util.keystr(path), rel(a, b))
+            assert rel(a, b) < 1e-1, (jax.tree_util.keystr(path), rel(a, b))
     # init_variables keeps the switch
     assert jax.tree.structure(models.init_variables(clf_p, key)) == jax.tree.structure(v)
 

@@ -304,18 +304,23 @@ def test_class_models_stepped_by_lax_map_equal_vmapped_ones():
     # the losses of both steps: the same sums, rounded differently (float32, values ~1)
     for m in vaegan_train.METRICS:
         np.testing.assert_allclose(out["map"][1][m], out["vmap"][1][m], rtol=1e-5, atol=1e-6, err_msg=m)
-    # Two Adam steps move an element by at most ~2·lr (0.01), about sign(g)·lr each; rounding of
-    # the gradients changes that by a relative ~1e-6, so the parameters agree to 1e-3·lr·steps —
-    # the two models differ from each other by >= 6e-3.  Conv biases that feed batch norm have a
-    # true gradient of 0, and Adam turns their rounding noise into lr-sized steps: not compared.
+    # Two Adam steps move an element by about sign(g)·lr each.  Where an element's two gradients
+    # nearly cancel, Adam's ratio m/√v magnifies their rounding, so the two programs (compiled
+    # differently) may move a few elements differently by up to ~lr: each leaf's update is compared
+    # as a whole, by the norm of the difference against the norm of the update (a model swapped or
+    # a wrong step is off by O(1); rounding moved 0.7 % of a kernel's update with XLA's
+    # optimisations off, JAX_DISABLE_MOST_OPTIMIZATIONS=1, and 4e-6 with them on).  Conv biases that feed batch norm have a true gradient of 0, and Adam
+    # turns their rounding noise into lr-sized steps: not compared.
     last_deconv = f"['deconvs'][{len(v['params']['decoder']['deconvs']) - 1}]"
     got, want = out["map"][0]["variables"]["params"], out["vmap"][0]["variables"]["params"]
-    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want)):
+    for (path, a), b, a0 in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want),
+                                jax.tree.leaves(v["params"])):
         name = jax.tree_util.keystr(path)
         feeds_batch_norm = "['convs']" in name or "['deconvs']" in name and last_deconv not in name
         if name.endswith("['bias'].value") and feeds_batch_norm:
             continue
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-3 * cfg.train.learning_rate * 2, err_msg=name)
+        ratio = float(jnp.linalg.norm((a - b).ravel()) / jnp.linalg.norm((b - a0).ravel()))
+        assert ratio <= 5e-2, (name, ratio)
     with pytest.raises(ValueError, match="over_models must be one of"):
         vaegan_train.resolve_over_models("scan")
 
