@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import full_optimisation
 from manifold_robustness import attacks, data, models, training, transforms
 from manifold_robustness.training import METHODS, MethodContext, make_builder
 
@@ -47,9 +48,10 @@ def trained(small_fonts):
     clf = _clf()
     ctx = _context(clf, small_fonts, iterations=10)
     out = {}
-    for method in ("normal", "regular_at", "on_true_manifold_at"):
-        r = training.train(clf, method, train, config=training.TrainConfig(epochs=5), context=ctx, progress=False)
-        out[method] = r.variables_for(0)
+    with full_optimisation():
+        for method in ("normal", "regular_at", "on_true_manifold_at"):
+            r = training.train(clf, method, train, config=training.TrainConfig(epochs=5), context=ctx, progress=False)
+            out[method] = r.variables_for(0)
     test = data.load("fonts", "test", limit=1000, config=small_fonts)
     batch = {"image": jnp.asarray(test.images), "label": jnp.asarray(test.labels),
              "theta": jnp.asarray(test.theta), "font_id": jnp.asarray(test.font_ids)}
