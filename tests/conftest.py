@@ -34,6 +34,9 @@ jax.config.update("jax_compilation_cache_dir", str(Path(os.environ["MANIFOLD_ROB
 # Every program, however quick to compile: the runner tests and the installed-wheel test run the
 # same tiny grids several times, and many of their programs compile in well under a second.
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+# JAX read the variable when it was first imported, which a plugin may have done before this file
+jax.config.update("jax_disable_most_optimizations",
+                  os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"].lower() in ("1", "true", "t", "yes", "y", "on"))
 
 
 # The order in which `make test` hands out the heavy files: longest first (seconds summed per
