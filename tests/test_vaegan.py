@@ -309,8 +309,9 @@ def test_class_models_stepped_by_lax_map_equal_vmapped_ones():
     # differently) may move a few elements differently by up to ~lr: each leaf's update is compared
     # as a whole, by the norm of the difference against the norm of the update (a model swapped or
     # a wrong step is off by O(1); rounding moved 0.7 % of a kernel's update with XLA's
-    # optimisations off, JAX_DISABLE_MOST_OPTIMIZATIONS=1, and 4e-6 with them on).  Conv biases that feed batch norm have a true gradient of 0, and Adam
-    # turns their rounding noise into lr-sized steps: not compared.
+    # optimisations off, JAX_DISABLE_MOST_OPTIMIZATIONS=1, and 4e-6 with them on).  Conv biases
+    # that feed batch norm have a true gradient of 0, and Adam turns their rounding noise into
+    # lr-sized steps: not compared.
     last_deconv = f"['deconvs'][{len(v['params']['decoder']['deconvs']) - 1}]"
     got, want = out["map"][0]["variables"]["params"], out["vmap"][0]["variables"]["params"]
     for (path, a), b, a0 in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want),
