@@ -47,10 +47,14 @@ def test_vmapped_seeds_equal_separate_runs(small_fonts):
     # Compare the functions, not every leaf: the conv biases feed batch norm, so their gradient is
     # zero up to rounding and Adam turns that rounding noise into lr-sized steps (vmapped and
     # single convolutions round differently); the network's outputs are unaffected.
+    # The tolerance is the distance to the wrong answer, the other seed's model: what the test must
+    # catch is seeds mixed or swapped inside the vmap.  (Rounding moved the outputs by 0.1-0.5 % of
+    # that distance under the XLA emitters and optimisation levels measured.)
     out_both = clf.logits_fn(both.variables_for(1))(probe)
     out_alone = clf.logits_fn(alone.variables_for(0))(probe)
-    scale = float(jnp.abs(out_alone).max())
-    assert float(jnp.abs(out_both - out_alone).max()) < 3e-3 * scale  # running means lag the bias noise
+    out_other = clf.logits_fn(both.variables_for(0))(probe)
+    own, other = float(jnp.abs(out_both - out_alone).mean()), float(jnp.abs(out_other - out_alone).mean())
+    assert own < 0.05 * other, (own, other)
     assert float(jnp.mean(out_both.argmax(-1) == out_alone.argmax(-1))) >= 0.99
     kernels = lambda v: [x for p, x in jax.tree_util.tree_leaves_with_path(v["params"]) if "kernel" in jax.tree_util.keystr(p)]  # noqa: E731
     # Kernels agree up to a small fraction of their norm, not bitwise: a vmapped and a single
