@@ -21,6 +21,33 @@ os.environ.setdefault("MANIFOLD_ROBUSTNESS_DATA", str(Path(__file__).resolve().p
 # notebooks, the installed wheel) compile the same way; ``JAX_DISABLE_MOST_OPTIMIZATIONS=0 make
 # test`` runs everything fully optimised, and the suite passes either way.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+_UNOPTIMISED = os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"].lower() in ("1", "true", "t", "yes", "y", "on")
+
+# Unoptimised, most of a compile is XLA's CPU fusion emitters (its default code generator): with
+# its older emitters the suite's programs compiled ~3x faster and ran up to 2x slower (a tiny CNN's
+# regular-AT epoch: compile 2.2 against 6-7 s, run 3.0 against 1.4 s), and the suite took 620
+# instead of 728 s (2 cores, AVX2, 2026-12-06).  XLA aborts the process on a flag it does not know,
+# so the flag is tried first in a subprocess (~1.5 s, once: pytest-xdist's workers inherit the
+# environment), in case a newer jaxlib dropped it.  Fully optimised runs keep the default emitters:
+# they are how the library runs for its users.
+FAST_COMPILE_FLAG = "--xla_cpu_use_fusion_emitters=false"
+
+
+def _xla_accepts(flags: str) -> bool:
+    import subprocess
+    import sys
+
+    probe = subprocess.run([sys.executable, "-c", "import jax; jax.devices()"], capture_output=True,
+                           env={**os.environ, "XLA_FLAGS": flags}, timeout=120)
+    return probe.returncode == 0
+
+
+if (_UNOPTIMISED and "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", "")
+        and "MANIFOLD_ROBUSTNESS_TESTS_XLA_PROBED" not in os.environ):
+    os.environ["MANIFOLD_ROBUSTNESS_TESTS_XLA_PROBED"] = "1"  # the workers need not ask again
+    _flags = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAG}".strip()
+    if _xla_accepts(_flags):
+        os.environ["XLA_FLAGS"] = _flags
 
 # Many tests compile the same programs (an experiment resumed or sharded compiles what the uninterrupted
 # one did): JAX's persistent compilation cache makes the repeats cheap.
@@ -35,8 +62,7 @@ jax.config.update("jax_compilation_cache_dir", str(Path(os.environ["MANIFOLD_ROB
 # same tiny grids several times, and many of their programs compile in well under a second.
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 # JAX read the variable when it was first imported, which a plugin may have done before this file
-jax.config.update("jax_disable_most_optimizations",
-                  os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"].lower() in ("1", "true", "t", "yes", "y", "on"))
+jax.config.update("jax_disable_most_optimizations", _UNOPTIMISED)
 
 
 # The order in which `make test` hands out the heavy files: longest first (seconds summed per
