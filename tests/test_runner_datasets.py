@@ -24,9 +24,10 @@ def test_tiny_emnist_experiment_measures_claim1_beside_the_papers_knn_numbers(tm
     folder = write_emnist_like(tmp_path / "emnist", sizes)
     root = tmp_path / "results"
     # the shapes of fashion_mnist:tiny (28×28, 10 classes): its compiled programs serve here too;
-    # normal training only (on-learned AT through the runner: the FONTS and CelebA tests)
-    args = ["--config", "emnist:tiny", "-o", "model=mlp", "-o", f"data.source_dir={folder}", "-o", "train.epochs=30",
-            "-o", "sizes=200", "-o", "methods=normal"]
+    # normal training only (on-learned AT through the runner: the FONTS and CelebA tests); 60
+    # steps of 20 images, as many steps as 30 epochs of 100 with a fifth of the images
+    args = ["--config", "emnist:tiny", "-o", "model=mlp", "-o", f"data.source_dir={folder}", "-o", "train.epochs=6",
+            "-o", "train.batch_size=20", "-o", "sizes=200", "-o", "methods=normal"]
     assert cli.main(["experiment", "run", *args, "--results", str(root), "--quiet"]) == 0
     rec = store.ResultsStore(root).record(RunKey("emnist", "normal", 200, 0))
     assert set(rec.metrics["attacks"]) == {"regular", "on_learned"}
@@ -49,15 +50,17 @@ def test_tiny_celeba_experiment_with_the_4_layer_vaegans(tmp_path, capsys):
     from conftest import celeba_grey, write_celeba_like
 
     partition = [0] * 60 + [2] * 20  # 60 train, 20 test
-    # "male" is the brighter half of the squares, a label the MLP learns in 30 epochs (~5 % test
-    # error), so the L∞ attack finds successes (~1/3) whose mean ‖δ‖∞ the report shows.  With a
-    # label it could not learn, 2 epochs left a classifier that answered one class whatever the
-    # input, and whether 40 steps flipped any example depended on the CPU's rounding.
+    # "male" is the brighter half of the squares, a label the MLP learns in 24 steps of 20 images
+    # (5 % test error), so the L∞ attack finds successes (~1/2) whose mean ‖δ‖∞ the report shows.
+    # With a label it could not learn, 2 epochs left a classifier that answered one class whatever
+    # the input, and whether 40 steps flipped any example depended on the CPU's rounding.  Batches
+    # of 20 (8 epochs of 3 steps) cost a sixth of the 30 one-step epochs of 100 rows (60 images
+    # wrapped around) that learned as much.
     male = [1 if celeba_grey(i) >= 125 else -1 for i in range(80)]
     folder = write_celeba_like(tmp_path / "celeba", partition, male)
     root = tmp_path / "results"
     args = ["--config", "celeba:tiny", "-o", "model=mlp", "-o", f"data.source_dir={folder}", "-o", "sizes=60",
-            "-o", "train.epochs=30", "-o", "vaegan.latent_dim=25"]  # the original code's latent size
+            "-o", "train.epochs=8", "-o", "train.batch_size=20", "-o", "vaegan.latent_dim=25"]  # the original code's latent size
     assert cli.main(["experiment", "run", *args, "--results", str(root), "--quiet"]) == 0
     st = store.ResultsStore(root)
     for method in ("normal", "on_learned_manifold_at"):
@@ -91,8 +94,8 @@ def test_tiny_fashion_mnist_experiment_measures_claim1_on_the_learned_manifold(t
     monkeypatch.setitem(idx_datasets.SPECS, "fashion_mnist", dataclasses.replace(idx_datasets.FASHION_MNIST, sizes=sizes))
     folder = write_fashion_like(tmp_path / "fashion", sizes)
     root = tmp_path / "fmnist"
-    args = ["--config", "fashion_mnist:tiny", "-o", "model=mlp", "-o", f"data.source_dir={folder}", "-o", "train.epochs=30",
-            "-o", "methods=normal,on_data_manifold_at", "-o", "sizes=200"]  # claim 1 needs one N
+    args = ["--config", "fashion_mnist:tiny", "-o", "model=mlp", "-o", f"data.source_dir={folder}", "-o", "train.epochs=6",
+            "-o", "train.batch_size=20", "-o", "methods=normal,on_data_manifold_at", "-o", "sizes=200"]  # claim 1 needs one N
     assert cli.main(["experiment", "run", *args, "--results", str(root), "--quiet"]) == 0
     st = store.ResultsStore(root)
     rec = st.record(RunKey("fashion_mnist", "normal", 200, 0))
