@@ -1,7 +1,8 @@
 """Where the test suite's time goes: a pytest plugin that records, per test, its wall time and
 the seconds JAX spent tracing, lowering and compiling (``jax.monitoring`` events), and per program
-name the compile seconds and count; then a summary of the last recorded run (a new run clears the
-folder).
+name the compile seconds and count, and per traced function the tracing seconds and count (a
+function traced many times more than it compiled is retraced by callers that rebuild it); then a
+summary of the last recorded run (a new run clears the folder).
 
 Record (each xdist worker writes its own file; subprocesses of tests are not seen):
 
@@ -31,6 +32,7 @@ _TRACE = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_
 _current = ["<collection>"]
 _tests: dict[str, dict] = collections.defaultdict(lambda: {"wall": 0.0, "compile": 0.0, "compiles": 0, "trace": 0.0})
 _programs: dict[str, list] = collections.defaultdict(lambda: [0.0, 0])
+_traced: dict[str, list] = collections.defaultdict(lambda: [0.0, 0])  # per function: trace s, count
 _started: dict[str, float] = {}
 
 
@@ -44,6 +46,10 @@ def _listen(event: str, duration: float, **kwargs) -> None:
         program[1] += 1
     elif event in _TRACE:
         test["trace"] += duration
+        if event == _TRACE[0]:  # nested: an outer function's time includes the jits it traces
+            traced = _traced[kwargs.get("fun_name", "?")]
+            traced[0] += duration
+            traced[1] += 1
 
 
 def pytest_configure(config) -> None:
@@ -71,11 +77,11 @@ def pytest_sessionfinish(session) -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     Path(OUT).mkdir(parents=True, exist_ok=True)
     with open(Path(OUT) / f"{worker}.json", "w") as f:
-        json.dump({"tests": _tests, "programs": _programs}, f)
+        json.dump({"tests": _tests, "programs": _programs, "traced": _traced}, f)
 
 
 def summarise(folder: Path, top: int) -> None:
-    tests, programs = {}, collections.defaultdict(lambda: [0.0, 0])
+    tests, programs, traced = {}, collections.defaultdict(lambda: [0.0, 0]), collections.defaultdict(lambda: [0.0, 0])
     files = sorted(folder.glob("*.json"))
     if not files:
         raise SystemExit(f"no recorded runs in {folder}: run pytest with -p suite_profile first (see the docstring)")
@@ -85,6 +91,9 @@ def summarise(folder: Path, top: int) -> None:
         for name, (seconds, count) in run["programs"].items():
             programs[name][0] += seconds
             programs[name][1] += count
+        for name, (seconds, count) in run.get("traced", {}).items():
+            traced[name][0] += seconds
+            traced[name][1] += count
     total = {k: sum(t[k] for t in tests.values()) for k in ("wall", "compile", "compiles", "trace")}
     print(f"{len(tests)} tests, {total['wall']:.0f} s summed: compile {total['compile']:.0f} s "
           f"({total['compiles']} programs), tracing + lowering {total['trace']:.0f} s, the rest "
@@ -97,6 +106,9 @@ def summarise(folder: Path, top: int) -> None:
         print(f"{name:44s} {t['wall']:7.1f} {t['compile']:8.1f} {t['trace']:6.1f} {t['compiles']:8d}")
     print(f"\n{'program':44s} {'compile s':>9s} {'count':>6s}")
     for name, (seconds, count) in sorted(programs.items(), key=lambda kv: -kv[1][0])[:top]:
+        print(f"{name[:44]:44s} {seconds:9.1f} {count:6d}")
+    print(f"\n{'traced function (nested: includes inner jits)':44s} {'trace s':>9s} {'count':>6s}")
+    for name, (seconds, count) in sorted(traced.items(), key=lambda kv: -kv[1][0])[:top]:
         print(f"{name[:44]:44s} {seconds:9.1f} {count:6d}")
 
 
