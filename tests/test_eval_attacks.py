@@ -86,7 +86,7 @@ def test_the_audit_is_never_weaker_than_the_paper_attack_and_flags_a_planted_wea
     and on the regular attack it finds more, so the report flags the cell."""
     root = tmp_path / "audit"
     c = config.load("fonts:tiny", ["model=mlp", "methods=normal", "sizes=200", "distances.methods=()",
-                                   "train.epochs=20", "eval.iterations=1", "audit.examples=20",
+                                   "train.epochs=4", "train.batch_size=20", "eval.iterations=1", "audit.examples=20",
                                    "audit.iteration_factor=40", "audit.restart_factor=1"])
     experiment.run(c, root, progress=False, say=lambda t: None)
     rec = store.ResultsStore(root).record(RunKey("fonts", "normal", 200, 0))
