@@ -82,7 +82,8 @@ HEAVY_FIRST = ("test_store_integrity.py",  # [54]
 @contextlib.contextmanager
 def full_optimisation():
     """Compile with XLA's optimisations on inside the block (for fixtures whose programs run long
-    enough to repay them: training a CNN for several epochs); the suite's setting after it."""
+    enough to repay them: training a CNN for several epochs); the suite's setting after it.  The
+    emitters stay those of ``XLA_FLAGS`` (read once per process), the older ones in ``make test``."""
     before = jax.config.read("jax_disable_most_optimizations")
     jax.config.update("jax_disable_most_optimizations", False)
     try:
