@@ -42,8 +42,12 @@ def test_vmapped_seeds_equal_separate_runs(small_fonts):
     clf = _clf()
     both = training.train(clf, "normal", train, seeds=[3, 7], config=cfg, progress=False)
     alone = training.train(clf, "normal", train, seeds=[7], config=cfg, progress=False)
+    # Each epoch's mean loss, measured against the other seed's (the wrong answer): a vmapped and a
+    # single program round differently, and by the second epoch that moved the loss by 3e-4 of
+    # the distance between the seeds (4e-5 relative) in one run of the suite on a 2-core AVX2 CPU.
     for h_both, h_alone in zip(both.history, alone.history):
-        np.testing.assert_allclose(h_both["loss"][1], h_alone["loss"][0], rtol=1e-5)
+        own, other = abs(h_both["loss"][1] - h_alone["loss"][0]), abs(h_both["loss"][0] - h_alone["loss"][0])
+        assert own < 0.01 * other, (own, other)
     # Compare the functions, not every leaf: the conv biases feed batch norm, so their gradient is
     # zero up to rounding and Adam turns that rounding noise into lr-sized steps (vmapped and
     # single convolutions round differently); the network's outputs are unaffected.
