@@ -167,25 +167,31 @@ def attacked_groups(manifold, logits_fn, batch: Mapping, key, *, regular: attack
 
 def measure_groups(groups: dict, batch: Mapping, by, params, key, *, chunk: int = 500, mesh=None) -> DistanceReport:
     """Measure the :func:`attacked_groups` with ``by`` (``by(params, rows, key)`` on rows of
-    ``x_tilde``, ``x`` and the batch's per-example fields other than ``image``)."""
+    ``x_tilde``, ``x`` and the batch's per-example fields other than ``image``).  The groups'
+    rows go through ``by`` together, so a small experiment pads one chunk, not one per group."""
     if chunk < 1:
         raise ValueError(f"chunk must be positive; got {chunk}")
     host = {k: np.asarray(v) for k, v in batch.items() if k != "image"}
+    picked = {g: np.nonzero(mask) for g, (_, mask, _) in groups.items()}  # (restart, example) per row
+    rows = [{"x_tilde": np.asarray(x_adv)[restart, example], "x": np.asarray(x_ref)[example],
+             **{k: v[example] for k, v in host.items()}}
+            for (x_adv, _, x_ref), (restart, example) in zip(groups.values(), picked.values())]
+    total = sum(example.size for _, example in picked.values())
+    res = {}
+    if total:
+        res = evaluate.over_rows(by, params, {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}, key,
+                                 chunk=evaluate.fitted_chunk(total, chunk), mesh=mesh)
     out = {f: {} for f in FIELDS}
-    for g, (x_adv, mask, x_ref) in groups.items():
-        restart, example = np.nonzero(mask)
-        if example.size:
-            rows = {"x_tilde": x_adv[restart, example], "x": x_ref[example], **{k: v[example] for k, v in host.items()}}
-            res = evaluate.over_rows(by, params, rows, jax.random.fold_in(key, GROUPS.index(g)),
-                                     chunk=evaluate.fitted_chunk(example.size, chunk), mesh=mesh)
-            if g == "test" and "test_distance" in res:  # a measure whose test-image distance is its own
-                res["distance"] = res["test_distance"]
-        else:
-            res = {f: np.zeros(0, np.float32) for f in ("distance", "norm", "angle")}
-        if g == "test":
-            res["angle"] = np.full_like(res["angle"], np.nan)
+    start = 0
+    for g, (restart, example) in picked.items():
+        part = {k: v[start:start + example.size] for k, v in res.items()}
+        start += example.size
+        if g == "test" and "test_distance" in part:  # a measure whose test-image distance is its own
+            part["distance"] = part["test_distance"]
         for f in ("distance", "norm", "angle"):
-            out[f][g] = res[f]
+            out[f][g] = part[f] if total else np.zeros(0, np.float32)
+        if g == "test":
+            out["angle"][g] = np.full_like(out["angle"][g], np.nan)
         out["example"][g], out["restart"][g] = example.astype(np.int32), restart.astype(np.int32)
 
     summary = {g: summarize(out["distance"][g]) for g in GROUPS}
