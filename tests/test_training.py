@@ -28,8 +28,10 @@ def _close(a, b, atol):
 def test_cnn_learns_fonts(small_fonts):
     train = data.load("fonts", "train", limit=5000, config=small_fonts, dtype=np.uint8)
     test = data.load("fonts", "test", limit=2000, config=small_fonts, dtype=np.uint8)
-    with full_optimisation():  # 6 epochs on 5000 images: XLA's optimisations repay their compile
-        result = training.train(_clf(), "normal", train, config=training.TrainConfig(epochs=6), test_data=test,
+    # 4 epochs on 5000 images: XLA's optimisations repay their compile.  Measured test error 29 %
+    # (30 % after 3 epochs; 2-core AVX2 machine, 2026-12-06).
+    with full_optimisation():
+        result = training.train(_clf(), "normal", train, config=training.TrainConfig(epochs=4), test_data=test,
                                 progress=False)
     assert result.history[-1]["loss"][0] < result.history[0]["loss"][0]
     assert result.test["error"][0] < 0.5, result.test  # chance is 0.9
