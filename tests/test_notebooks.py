@@ -50,7 +50,7 @@ def check_quickstart(text: str) -> None:
 QUICKSTART_TINY = {
     # the same small FONTS as conftest's small_fonts fixture, so the tests' cache is reused
     "NUM_FONTS": 100, "REPETITIONS": 12, "TEST_REPETITIONS": 2,
-    "N_TRAIN": 1000, "N_TEST": 200, "EPOCHS": 3,
+    "N_TRAIN": 500, "N_TEST": 200, "EPOCHS": 2,
     "N_ATTACK": 20, "ATTACK_ITERATIONS": 5, "ATTACK_RESTARTS": 2, "N_SHOW": 4,
 }
 
