@@ -66,17 +66,18 @@ jax.config.update("jax_disable_most_optimizations", _UNOPTIMISED)
 
 
 # The order in which `make test` hands out the heavy files: longest first (seconds summed per
-# file, cold cache, 2 workers on 2 CPU cores, 2026-12-06, in brackets), after the file that builds
-# the small FONTS that most files need.  Each file goes to whichever worker is free (--dist
-# loadfile; --no-loadscope-reorder, or xdist orders files by their number of tests instead).  The
-# suite is CPU-bound, so the order moves the wall time little (three orders measured 498-521 s):
-# a long file that starts last mostly runs alone on both cores instead of leaving one idle.
-HEAVY_FIRST = ("test_store_integrity.py",  # [54]
-               "test_vaegan.py", "test_attacks.py", "test_adversarial_training.py",  # [141, 95, 93]
-               "test_runner_datasets.py", "test_runner.py", "test_projection.py",  # [88-134, 87, 68]
-               "test_models.py", "test_training.py", "test_distributed.py", "test_notebooks.py",
-               "test_manifolds.py", "test_install.py", "test_eval_attacks.py",
-               "test_parallel.py")  # [55, 45, 44, 39, 37, 26, 26, 19; the rest under 10]
+# file, cold cache, 2 workers on 2 CPU cores (AVX2), 2026-12-06, in brackets), after the file that
+# builds the small FONTS that most files need; the second worker starts on a file that needs none.
+# Each file goes to whichever worker is free (--dist loadfile; --no-loadscope-reorder, or xdist
+# orders files by their number of tests instead).  The suite is CPU-bound, so the order moves the
+# wall time little: a long file that starts last mostly runs alone on both cores instead of
+# leaving one idle.
+HEAVY_FIRST = ("test_store_integrity.py", "test_runner_datasets.py",  # [65, 137]
+               "test_vaegan.py", "test_runner.py", "test_adversarial_training.py",  # [116, 111, 92]
+               "test_attacks.py", "test_projection.py", "test_training.py", "test_models.py",  # [80, 68, 55, 53]
+               "test_notebooks.py", "test_distributed.py", "test_eval_attacks.py", "test_install.py",  # [46, 44, 31, 30]
+               "test_manifolds.py", "test_fonts.py", "test_report.py", "test_parallel.py",  # [20, 18, 15, 13]
+               "test_legibility.py")  # [12; the rest under 6]
 
 
 @contextlib.contextmanager
