@@ -293,6 +293,17 @@ def assert_decisions_agree(success, logits, labels, rtol: float = 1e-4):
     return int(clear.sum())
 
 
+def assert_nearer(got, want, wrong, within: float, label=None) -> float:
+    """``got`` lies within ``within`` of the way from ``want`` to ``wrong`` (mean absolute
+    differences): the tolerance for two differently compiled programs that must compute the same
+    thing, taken from the answer a real bug would give (the other seed's model, another class's
+    model) rather than from float bits one CPU happens to reproduce.  Returns the fraction."""
+    own = float(np.mean(np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64))))
+    other = float(np.mean(np.abs(np.asarray(wrong, np.float64) - np.asarray(want, np.float64))))
+    assert own < within * other, (label, own, other)
+    return own / other
+
+
 def write_emnist_like(folder: Path, sizes: dict[str, int]) -> Path:
     """EMNIST digits' four gzip idx files in ``folder``, with the content of
     :func:`write_fashion_like` (labels i % 10, a grey square by label), each image stored

@@ -24,7 +24,7 @@ from manifold_robustness.manifolds import vaegan, vaegan_losses, vaegan_nets, va
 from manifold_robustness.models import conv
 from manifold_robustness.report import vaegan as report
 
-from conftest import assert_decisions_agree, full_optimisation
+from conftest import assert_decisions_agree, assert_nearer, full_optimisation
 
 
 def _cfg(epochs: int, **kw) -> vaegan.VAEGANConfig:
@@ -271,7 +271,11 @@ def test_cli_trains_and_writes_the_report(tmp_path, capsys):
 
 def test_vmapped_class_models_equal_separately_trained_ones(fonts, stacked):
     train, test = fonts
-    alone = vaegan_train.train(train, _cfg(2), classes=[1], seed=3, progress=False)
+    # Fully optimised as `stacked`, so the two programs differ by the stack alone: against an
+    # unoptimised single model the second epoch's KL moved by 17 % of the distance to A's (2-core
+    # AVX2 machine); at one optimisation level they agreed to the bit there.
+    with full_optimisation():
+        alone = vaegan_train.train(train, _cfg(2), classes=[1], seed=3, progress=False)
     # The two runs are differently compiled programs, equal only up to rounding, which Adam
     # amplifies over the steps (on one CPU they agree to the bit, on another KL moved 0.6 %).  What
     # the test must catch is the stack mixing its classes, so the tolerance is the distance to the
@@ -279,8 +283,7 @@ def test_vmapped_class_models_equal_separately_trained_ones(fonts, stacked):
     # to A's (A's metrics differ from B's by 4-130 %; rounding moved them 0.03-0.8 %).
     for h_stack, h_alone in zip(stacked.history, alone.history):
         for m in vaegan_train.METRICS:
-            own, other = abs(h_stack[m][1] - h_alone[m][0]), abs(h_stack[m][0] - h_alone[m][0])
-            assert own < 0.25 * other, (m, h_stack[m], h_alone[m])
+            assert_nearer(h_stack[m][1], h_alone[m][0], h_stack[m][0], 0.25, m)
     # Compare the functions, not every leaf: conv biases feed batch norm, so their gradient is zero
     # up to rounding and Adam turns that rounding noise (which differs between the vmapped and the
     # single program) into lr-sized steps; the networks' outputs are unaffected.
@@ -291,13 +294,11 @@ def test_vmapped_class_models_equal_separately_trained_ones(fonts, stacked):
     # of that distance and the images by 2 %; otherwise they agreed to the bit).
     mu_stack, mu_alone = vaegan.encode(stacked.vae, stacked.variables, probe, y), vaegan.encode(alone.vae, alone.variables, probe, y)
     mu_other = vaegan.encode(stacked.vae, stacked.variables, probe, jnp.zeros(50, jnp.int32))
-    own, other = float(jnp.abs(mu_stack - mu_alone).mean()), float(jnp.abs(mu_other - mu_alone).mean())
-    assert own < 0.25 * other, (own, other)
+    assert_nearer(mu_stack, mu_alone, mu_other, 0.25, "codes")
     rec_stack = vaegan.decode(stacked.vae, stacked.variables, mu_alone, y)
     rec_alone = vaegan.decode(alone.vae, alone.variables, mu_alone, y)
     rec_other = vaegan.decode(stacked.vae, stacked.variables, mu_alone, jnp.zeros(50, jnp.int32))  # class A's model
-    own, other = float(jnp.abs(rec_stack - rec_alone).mean()), float(jnp.abs(rec_other - rec_alone).mean())
-    assert own < 0.1 * other, (own, other)
+    assert_nearer(rec_stack, rec_alone, rec_other, 0.1, "images")
 
 
 def test_class_models_stepped_by_lax_map_equal_vmapped_ones():
