@@ -253,6 +253,6 @@ def evaluate(
     if mesh is not None:
         batch_size = parallel.pad_to_multiple(batch_size, mesh)
         data, variables = parallel.replicate((data, variables), mesh)
-    fn = jax.jit(jax.vmap(loop.make_eval_fn(classifier, batch_size, mesh), in_axes=(0, None, None)))
+    fn = jax.jit(loop.over_seeds(loop.make_eval_fn(classifier, batch_size, mesh), in_axes=(0, None, None)))
     out = parallel.to_host(fn(variables, data["image"], data["label"]))
     return {k: np.asarray(v) for k, v in out.items()}
