@@ -191,13 +191,24 @@ def _render_letter(font, ch: str, canvas: int) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+def _ink_box(ink: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) of the ink, inclusive; None for a blank image.  From the rows
+    and columns that hold any ink: listing every inked pixel (``np.nonzero``) took a seventh of
+    the discovery of all faces."""
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+
+
 def _centre(ink: np.ndarray, size: int) -> np.ndarray:
     """Crop the ink bounding box of a large rendering and paste it centred into size×size."""
     out = np.zeros((size, size), np.uint8)
-    rows, cols = np.nonzero(ink)
-    if rows.size == 0:
+    box = _ink_box(ink)
+    if box is None:
         return out
-    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1][:size, :size]
+    top, bottom, left, right = box
+    crop = ink[top : bottom + 1, left : right + 1][:size, :size]
     h, w = crop.shape
     top, left = (size - h) // 2, (size - w) // 2
     out[top : top + h, left : left + w] = crop
@@ -218,10 +229,9 @@ def render_prototypes(face: FontFace, image_size: int = 28, font_size: int = 21)
         font = ImageFont.truetype(face.path, size=size, index=face.index)
         big = [_render_letter(font, ch, canvas) for ch in LETTERS]
         extent = 0
-        for ink in big:
-            rows, cols = np.nonzero(ink)
-            if rows.size:
-                extent = max(extent, rows.max() - rows.min() + 1, cols.max() - cols.min() + 1)
+        for box in filter(None, map(_ink_box, big)):
+            top, bottom, left, right = box
+            extent = max(extent, bottom - top + 1, right - left + 1)
         if extent <= image_size - 2 or size <= 6:
             break
         size = max(6, int(size * (image_size - 2) / extent))
