@@ -28,10 +28,16 @@ fi
 
 # --- Python environment ----------------------------------------------------------------------
 if [ ! -x .venv/bin/python ]; then
-    "$PYTHON" -m venv .venv
+    "$PYTHON" -m venv --without-pip .venv
+fi
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+    # The current pip, put into the venv by this Python's own pip: 3 s, where venv's ensurepip
+    # (the pip bundled with Python) and then upgrading that pip took 11 s.  ensurepip where this
+    # Python's pip cannot (``--python`` needs pip >= 22.3).
+    "$PYTHON" -m pip --python .venv/bin/python install -q --upgrade pip 2>/dev/null \
+        || { .venv/bin/python -m ensurepip >/dev/null && .venv/bin/python -m pip install -q --upgrade pip; }
 fi
 if [ ! -f "$STAMPS/pip" ] || [ pyproject.toml -nt "$STAMPS/pip" ]; then
-    .venv/bin/python -m pip install -q --upgrade pip
     # --no-compile: pip would byte-compile every installed file (~1 GB of packages), which took
     # 29 of the install's 65 s on 2 cores.  Only what the package and its tests import is compiled,
     # by importing it once with bytecode writing on (the environment may set
