@@ -2,7 +2,8 @@
 the seconds JAX spent tracing, lowering and compiling (``jax.monitoring`` events), and per program
 name the compile seconds and count, and per traced function the tracing seconds and count (a
 function traced many times more than it compiled is retraced by callers that rebuild it); then a
-summary of the last recorded run (a new run clears the folder).
+summary of the last recorded run (a new run clears the folder).  Each test's record also has its
+start (epoch seconds), so a run can be laid beside a CPU sampler (``vmstat 1``) as a timeline.
 
 Record (each xdist worker writes its own file; subprocesses of tests are not seen):
 
@@ -69,6 +70,7 @@ def pytest_runtest_protocol(item, nextitem) -> None:
 def pytest_runtest_logfinish(nodeid, location) -> None:
     if nodeid in _started:
         _tests[nodeid]["wall"] = time.perf_counter() - _started[nodeid]
+        _tests[nodeid]["start"] = time.time() - _tests[nodeid]["wall"]  # epoch seconds: a timeline
 
 
 def pytest_sessionfinish(session) -> None:
