@@ -15,7 +15,12 @@ PyTorch 318 / 231 / 161 at batches 100 / 1000 / 5000: best against best 1.39x (P
 computes only δ's gradient, ``backward(inputs=[delta])``; with the weights' gradients as well it
 ran 145-160).  JAX's attack runs at the speed of the CNN's forward + input gradient alone (~490
 images × restarts/s at 250 rows on this machine): the engine adds nothing measurable, the
-convolutions are the limit.
+convolutions are the limit.  Again on a 2-core AMD EPYC with AVX2 only (2026-12-06): JAX 516 / 486
+against PyTorch 335 / 215 at batches 100 / 1000, best against best 1.54x (an earlier run there:
+477 / 403 against 274 / 170, 1.74x).  There the ten matrix products of an iteration's forward
+pass and input gradient (500 rows) take 16.3 ms at the rates XLA's dot reaches for their shapes
+(55-138 GFLOP/s): ~765 images × restarts/s if nothing else ran, so 2x PyTorch's best would need
+88 % of that bound (the engine ran at 67 %).
 
 Then (``--early-exit-epochs``, default 5; 0 skips) what early exit is worth where it should be: a
 CNN trained on 5000 FONTS images (``--fonts``, default the paper's build), its first 1000 test

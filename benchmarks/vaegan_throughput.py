@@ -23,7 +23,10 @@ by lax.map 353 images/s, by vmap 324, against PyTorch's loop 411 (vmap 288): 0.8
 same run; before this choice, vmap measured 297 against 338, 0.93x).  One step is ~320 MFLOP
 per image (XLA's cost analysis of ``vaegan_losses.gradients``), so JAX runs at ~113 GFLOP/s and
 PyTorch at ~132: the step is bound by arithmetic, and no way of batching the models reaches 2x
-on these cores.
+on these cores.  On a 2-core AMD EPYC with AVX2 only (2026-12-06, ``--over-models map --repeats
+3``): JAX 260 images/s against PyTorch's loop 267, 0.97x (an earlier run there: 234 against 286,
+0.82x); a square 2048² matmul runs at ~130 GFLOP/s on that machine, so 2x PyTorch would need
+~170 GFLOP/s.
 
 Images are random uint8 (speed does not depend on content), so no dataset is needed.  Shared CPUs
 vary a lot from one second to the next: compare the best figures of one run, not runs.
