@@ -18,6 +18,9 @@ from manifold_robustness.manifolds import fonts, knn, projection, subspace
 from manifold_robustness.report import distances
 
 LOW, HIGH = transforms.FONTS_RANGES["hard"].arrays()
+# The true projection from the given θ alone, no random restarts: for tests whose bounds hold from
+# the true θ by construction (restarts could only lower a distance; other tests cover restarts).
+FROM_THETA = projection.ProjectionConfig(restarts=0)
 
 # ------------------------------------------------------------------ least squares
 
@@ -201,8 +204,7 @@ def fonts_batch(small_fonts):
 
 def test_clean_fonts_images_project_to_their_rounding_error(fonts_batch):
     test, args, rendered = fonts_batch
-    start_only = projection.ProjectionConfig(restarts=0)  # the bounds hold from θ alone
-    res = projection.project_true(*args, test.images, test.theta, jax.random.key(0), config=start_only)
+    res = projection.project_true(*args, test.images, test.theta, jax.random.key(0), config=FROM_THETA)
     rounding = np.asarray(projection.l2_distance(jnp.asarray(test.images), rendered))
     # Stored images are uint8: every pixel is off by at most 0.5/255, so ‖x − render(θ)‖ ≤
     # 0.5/255·√784 ≈ 0.055, and the projection keeps its best iterate, starting from θ.
@@ -237,10 +239,8 @@ def test_regular_perturbation_leaves_orthogonally_on_manifold_one_stays(fonts_ba
     noise = 0.1 * jax.random.rademacher(key, rendered.shape, jnp.float32)
     regular = jnp.clip(rendered + noise, 0.0, 1.0)
     norm = np.asarray(projection.l2_distance(regular, rendered))
-    # From the true θ alone: random restarts could only lower a distance, and both bounds hold
-    # from that start (``ratio <= 1`` by construction); the file's other tests cover restarts.
-    start_only = projection.ProjectionConfig(restarts=0)
-    res = projection.project_true(*args, regular, theta, key, config=start_only)
+    # from the true θ, ``ratio <= 1`` by construction
+    res = projection.project_true(*args, regular, theta, key, config=FROM_THETA)
     ratio = np.asarray(res.distance) / norm
     assert ratio.min() > 0.95 and ratio.max() <= 1.0 + 1e-5  # ≈ ‖δ‖: leaves (almost) orthogonally
     angle = np.asarray(projection.true_tangent_angle(*args, theta, regular - rendered))
@@ -249,7 +249,7 @@ def test_regular_perturbation_leaves_orthogonally_on_manifold_one_stays(fonts_ba
     moved = jnp.clip(theta + 0.005 * jax.random.uniform(key, theta.shape, minval=-1, maxval=1), LOW, HIGH)
     on = fonts.render(*args, moved)
     on_norm = np.asarray(projection.l2_distance(on, rendered))
-    res_on = projection.project_true(*args, on, theta, key, config=start_only)
+    res_on = projection.project_true(*args, on, theta, key, config=FROM_THETA)
     assert np.median(res_on.distance) < 0.03 and np.mean(np.asarray(res_on.distance) < 0.05) >= 0.85
     assert np.median(np.asarray(res_on.distance) / on_norm) < 0.2
     on_angle = np.asarray(projection.true_tangent_angle(*args, theta, on - rendered))

@@ -207,8 +207,8 @@ def _centre(ink: np.ndarray, size: int) -> np.ndarray:
     box = _ink_box(ink)
     if box is None:
         return out
-    top, bottom, left, right = box
-    crop = ink[top : bottom + 1, left : right + 1][:size, :size]
+    r0, r1, c0, c1 = box
+    crop = ink[r0 : r1 + 1, c0 : c1 + 1][:size, :size]
     h, w = crop.shape
     top, left = (size - h) // 2, (size - w) // 2
     out[top : top + h, left : left + w] = crop
@@ -229,9 +229,8 @@ def render_prototypes(face: FontFace, image_size: int = 28, font_size: int = 21)
         font = ImageFont.truetype(face.path, size=size, index=face.index)
         big = [_render_letter(font, ch, canvas) for ch in LETTERS]
         extent = 0
-        for box in filter(None, map(_ink_box, big)):
-            top, bottom, left, right = box
-            extent = max(extent, bottom - top + 1, right - left + 1)
+        for r0, r1, c0, c1 in filter(None, map(_ink_box, big)):
+            extent = max(extent, r1 - r0 + 1, c1 - c0 + 1)
         if extent <= image_size - 2 or size <= 6:
             break
         size = max(6, int(size * (image_size - 2) / extent))
