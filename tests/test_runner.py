@@ -122,6 +122,15 @@ def test_a_root_refuses_another_config(reference, capsys):
     assert "another config" in err and "train/epochs" in err and "stored 2, requested 3" in err
 
 
+def test_a_root_written_before_a_setting_existed_reads_its_absence_as_what_it_did(tmp_path):
+    older = config.resolved(config.load("fonts:quick"))  # iterations 0: the manifold's own projection
+    del older["distances"]["iterations"]
+    st = store.ResultsStore(tmp_path).open(older)
+    assert st.check_config(config.resolved(config.load("fonts:quick")))["config"] == older
+    with pytest.raises(store.ConfigMismatchError, match="distances/iterations: stored 0, requested 20"):
+        st.check_config(config.resolved(config.load("fonts:quick", ["distances.iterations=20"])))
+
+
 @pytest.mark.parametrize("args, message", [
     (["--config", "fontz"], "unknown experiment 'fontz'; known: celeba, emnist, fashion_mnist, fonts"),
     (["--config", "fonts:huge"], "unknown preset 'huge' for fonts; known: paper, quick, tiny"),

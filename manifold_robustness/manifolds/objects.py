@@ -69,6 +69,7 @@ class TrueFontsManifold:
     trained = False  # nothing to train: its attack runs whenever the dataset has it
     switch = None
     missing_hint = "FONTS prototypes"
+    projection_config = projection.ProjectionConfig()  # what :meth:`project` runs unless told otherwise
 
     @property
     def context(self) -> dict:
@@ -90,10 +91,10 @@ class TrueFontsManifold:
         return attacks.make(self.random_name, eps=self.default_eta if eps is None else eps, space=self.space, **kw)
 
     def project(self, x_tilde, batch: Mapping, key, context=None,
-                config: projection.ProjectionConfig = projection.ProjectionConfig()) -> projection.Projection:
+                config: projection.ProjectionConfig | None = None) -> projection.Projection:
         ctx = self.context if context is None else context
         return projection.project_true(ctx["prototypes"], batch["font_id"], batch["label"], x_tilde, batch["theta"], key,
-                                       ranges=self.ranges, config=config)
+                                       ranges=self.ranges, config=config or self.projection_config)
 
     def tangent_angle(self, batch: Mapping, delta, context=None) -> jax.Array:
         ctx = self.context if context is None else context
@@ -128,6 +129,7 @@ class LearnedManifold:
     store_name = "vaegan"  # checkpoint folder under a results root
     trained = True
     switch = "on_learned"  # the config flag under ``vaegan`` that prepares it without a method needing it
+    projection_config = projection.LEARNED_CONFIG  # what :meth:`project` runs unless told otherwise
     missing_hint = "VAE-GANs (vaegan.on_learned=True in its config, or an on-learned method)"
 
     @property
@@ -157,10 +159,10 @@ class LearnedManifold:
         return attacks.make(self.random_name, eps=self.default_eta if eps is None else eps, space=self.space, **kw)
 
     def project(self, x_tilde, batch: Mapping, key, context=None,
-                config: projection.ProjectionConfig = projection.LEARNED_CONFIG) -> projection.Projection:
+                config: projection.ProjectionConfig | None = None) -> projection.Projection:
         ctx = self.context if context is None else context
         return projection.project_learned(self.decode_fn, ctx, x_tilde, batch["label"], key, z_init=batch[self.field],
-                                          bound=vaegan.LATENT_BOX, config=config)
+                                          bound=vaegan.LATENT_BOX, config=config or self.projection_config)
 
     def tangent_angle(self, batch: Mapping, delta, context=None) -> None:
         return None

@@ -77,7 +77,7 @@ class FontsDistanceReport(DistanceReport):
 
 def fonts_distances(logits_fn, batch: Mapping, key, context: Mapping, out_dir: str | Path | None = None, *,
                     regular: attacks.Attack | None = None, on_manifold: attacks.Attack | None = None,
-                    config: projection.ProjectionConfig = projection.ProjectionConfig(),
+                    config: projection.ProjectionConfig | None = None,
                     ranges: transforms.TransformRanges = transforms.FONTS_RANGES["hard"],
                     chunk: int = 500, title: str | None = None) -> FontsDistanceReport:
     """Claim 1 on the true FONTS manifold for one batch and one classifier.
@@ -87,7 +87,7 @@ def fonts_distances(logits_fn, batch: Mapping, key, context: Mapping, out_dir: s
     ``regular`` / ``on_manifold``: the attacks (default ``attacks.make("linf")`` and the true
     manifold's attack, the paper's settings).  Every image is projected by
     :func:`projection.project_true` from its example's own θ (plus ``config.restarts`` random
-    starts), ``chunk`` images per compiled call.  With ``out_dir``: writes ``distances.png``
+    starts; default the true manifold's settings, the paper's), ``chunk`` images per compiled call.  With ``out_dir``: writes ``distances.png``
     (histogram), ``angles.png``, ``distances.json`` (summary) and ``distances.npz`` (per-example
     arrays).
     """

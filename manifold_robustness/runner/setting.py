@@ -342,7 +342,9 @@ def measure_distances(c, s: Setting, variables, key: jax.Array, attack_set: dict
     k_reg, k_on, k_proj = jax.random.split(key, 3)
     groups = measure.attacked_groups(m, s.classifier.logits_fn(variables), rows, (k_reg, k_on),
                                      regular=attack_set[REGULAR].attack, on_manifold=attack_set[m.attack_key].attack)
-    by = s.compiled.setdefault(("projection", m.kind), measure.ProjectionMeasure(m))  # one compiled program for all runs
+    steps = int(c.distances.get("iterations", 0))  # 0: the manifold's own projection
+    how = dataclasses.replace(m.projection_config, iterations=steps) if steps else None
+    by = s.compiled.setdefault(("projection", m.kind, how), measure.ProjectionMeasure(m, how))  # one program for all runs
     rep = measure.measure_groups(groups, rows, by, by.params(m.context), k_proj, chunk=int(c.eval.batch) * 2)
     summary, arrays = rep.summary, rep.arrays()
     for center in s.spec.knn_centers:

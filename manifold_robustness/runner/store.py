@@ -17,8 +17,10 @@ Layout under the results root::
     claims/vaegan.json                   of the one training the VAE-GANs (manifold_robustness.claims)
 
 A root written by one config refuses another (the difference is listed); only settings that do not
-change results (none so far) may differ.  Every file is written to a temporary name and renamed,
-and ``run.json`` comes last, so a crash never leaves a run that looks finished.  A finished run
+change results (none so far) may differ, and a setting added to the configs since the root was
+written may be absent there (:data:`ADDED_SETTINGS`: what its absence meant).  Every file is
+written to a temporary name and renamed, and ``run.json`` comes last, so a crash never leaves a
+run that looks finished.  A finished run
 whose files no longer match its manifest (emptied, truncated, bit-flipped, missing) or whose
 ``run.json`` is unreadable is *damaged*: :meth:`ResultsStore.status` says so, the runner redoes it,
 and reading it raises :class:`DamagedRunError` naming the file (runs written before manifests
@@ -82,6 +84,12 @@ def git_commit() -> str | None:
         return None
 
 
+# Settings added to the configs after results folders were first written, each with the value that
+# does what a folder written without it did: a folder without the setting is not "another config"
+# for that value (and is for any other).
+ADDED_SETTINGS = {"distances/iterations": 0}  # 0: the manifold's own projection, as before
+
+
 class ResultsStore:
     """A results root.  ``open(config)`` claims it for a config (or checks it is the same one)."""
 
@@ -112,11 +120,13 @@ class ResultsStore:
         return exp
 
     def check_config(self, config: dict) -> dict | None:
-        """Refuse a root written by another config (reads only); returns the stored experiment."""
+        """Refuse a root written by another config (reads only); returns the stored experiment.
+        A setting the config gained after the root was written counts as :data:`ADDED_SETTINGS` says."""
         stored = self.experiment()
         if stored is None:
             return None
-        diff = config_diff(files.flatten(stored["config"]), files.flatten(json.loads(json.dumps(config, default=list))))
+        old, new = stored["config"], json.loads(json.dumps(config, default=list))
+        diff = config_diff(*({**ADDED_SETTINGS, **files.flatten(c)} for c in (old, new)))
         if diff:
             raise ConfigMismatchError(
                 f"{self.root} holds results of another config; refusing to mix them.\n  " + "\n  ".join(diff)
