@@ -12,7 +12,7 @@ import pytest
 
 from conftest import assert_nearer, full_optimisation
 from manifold_robustness import data, models, training, transforms
-from manifold_robustness.training import loop, methods
+from manifold_robustness.training import loop, methods, trainer
 
 
 def _clf():
@@ -108,6 +108,31 @@ def test_training_result_does_not_depend_on_the_capacity(small_fonts):
     out_a, out_b = clf.logits_fn(a.variables_for(0))(probe), clf.logits_fn(b.variables_for(0))(probe)
     assert float(jnp.abs(out_a - out_b).max()) < 1e-3 * float(jnp.abs(out_a).max())
     np.testing.assert_allclose(a.history[-1]["loss"], b.history[-1]["loss"], rtol=1e-4)
+
+
+def test_train_calls_with_the_same_program_trace_its_epoch_once(small_fonts, monkeypatch):
+    traced = []
+    real = loop.compile_epoch
+    monkeypatch.setattr(loop, "compile_epoch", lambda *a, **kw: traced.append(a[3]) or real(*a, **kw))
+    train = data.load("fonts", "train", limit=250, config=small_fonts, dtype=np.uint8)
+    clf, _ = models.create("mlp", (28, 28, 1), 10, jax.random.key(0))
+    cfg = training.TrainConfig(epochs=2)
+    kw = dict(progress=False, capacity=256)
+    first = training.train(clf, "normal", train, config=cfg, **kw)
+    # another N and number of epochs, a context of the same settings: the same program
+    fewer = data.load("fonts", "train", limit=200, config=small_fonts, dtype=np.uint8)
+    training.train(clf, "normal", fewer, config=training.TrainConfig(epochs=1), **kw,
+                   context=methods.MethodContext(clf, ranges=trainer.default_ranges("fonts")))
+    again = training.train(clf, "normal", train, config=cfg, **kw)
+    assert len(traced) == 1
+    chex.assert_trees_all_equal(first.variables, again.variables)  # the reused epoch trains alike
+    # what the program depends on: the optimiser settings, the batch size, the number of seeds,
+    # the classifier
+    training.train(clf, "normal", train, config=training.TrainConfig(epochs=1, learning_rate=0.02), **kw)
+    training.train(clf, "normal", train, config=training.TrainConfig(epochs=1, batch_size=50), **kw)
+    training.train(clf, "normal", train, seeds=[0, 1], config=training.TrainConfig(epochs=1), **kw)
+    training.train(models.create("mlp", (28, 28, 1), 10, jax.random.key(0))[0], "normal", train, config=cfg, **kw)
+    assert traced == [100, 100, 50, 100, 100]
     with pytest.raises(ValueError, match="capacity 100 is below the 250 training examples"):
         training.train(clf, "normal", train, config=cfg, progress=False, capacity=100)
 

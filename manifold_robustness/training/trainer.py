@@ -12,6 +12,7 @@ batch over them; see :mod:`manifold_robustness.parallel`.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import logging
@@ -153,9 +154,8 @@ def train(
         raise ValueError(f"labels must lie in [0, {classifier.num_classes - 1}] for this model")
     context = context or MethodContext(classifier, ranges=default_ranges(getattr(train_data, "name", None)))
     _check_decoder(context, data, n)
-    builder = make_builder(method, context)
     optimizer = functools.partial(loop.make_optimizer, config)  # of the steps per epoch, traced
-    epoch_fn = loop.compile_epoch(classifier, optimizer, builder, config.batch_size, mesh=mesh)
+    epoch_fn = _epoch_fn(classifier, method, context, config, mesh, (data, context.arrays), len(seeds))
     place = (lambda tree: parallel.replicate(tree, mesh)) if mesh is not None else (lambda tree: tree)
     data, arrays = place(data), place(context.arrays)
 
@@ -213,6 +213,72 @@ def train(
     variables = state["variables"]
     test = evaluate(classifier, variables, test_data, config.eval_batch_size, mesh=mesh) if test_data is not None else None
     return TrainResult(classifier, seeds, variables, history, test, state["opt_state"])
+
+
+# The compiled epochs of this process, for the next ``train`` call that would trace the same
+# program again: the same classifier, method, context settings, optimiser settings, mesh and input
+# shapes (the runner's next N in one capacity, a resumed run, a notebook cell run twice).  Tracing
+# and lowering a tiny CNN's regular-AT epoch and fetching it from the persistent compilation cache
+# took ~2 s (2-core AVX2 machine).  The last few are kept: each holds its context's objects.
+_EPOCHS: collections.OrderedDict = collections.OrderedDict()
+EPOCHS_KEPT = 4
+
+
+class _Same:
+    """An object as a key by identity (kept alive by the key, so its id is not reused)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _Same) and other.obj is self.obj
+
+
+def _frozen(value) -> Any:
+    """A hashable stand-in for a setting: containers by content, arrays and scalars by value, other
+    objects (functions, manifolds, the classifier) as themselves, by identity unless hashable."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return type(value).__name__, tuple(_frozen(v) for v in value)
+    if isinstance(value, (jax.Array, np.ndarray, np.generic)):
+        return ("array", np.shape(value), str(np.result_type(value)), np.asarray(value).tobytes())
+    try:
+        hash(value)
+    except TypeError:
+        return _Same(value)
+    return value
+
+
+def _signature(tree) -> tuple:
+    """Tree structure and leaf shapes and dtypes: what a compiled program's inputs look like."""
+    leaves, structure = jax.tree_util.tree_flatten(tree)
+    return structure, tuple((np.shape(x), str(np.result_type(x))) for x in leaves)
+
+
+def _epoch_fn(classifier, method: str, context: MethodContext, config: loop.TrainConfig, mesh, inputs,
+              num_seeds: int) -> Callable:
+    """The compiled epoch for these settings, traced once per process (see :data:`_EPOCHS`).
+    ``inputs`` (the data and the context's arrays) and ``num_seeds`` fix the shapes the epoch is
+    called with; they are part of the key, so a reused epoch is never traced twice
+    (``compile_epoch``'s retrace check stays a check)."""
+    settings = {f.name: getattr(context, f.name) for f in dataclasses.fields(context) if f.name != "arrays"}
+    key = (classifier, method, _frozen(settings), dataclasses.replace(config, epochs=1, eval_batch_size=1),
+           mesh, _signature(inputs), int(num_seeds))
+    if key in _EPOCHS:
+        _EPOCHS.move_to_end(key)
+        return _EPOCHS[key]
+    optimizer = functools.partial(loop.make_optimizer, config)  # of the steps per epoch, traced
+    fn = loop.compile_epoch(classifier, optimizer, make_builder(method, context), config.batch_size, mesh=mesh)
+    _EPOCHS[key] = fn
+    while len(_EPOCHS) > EPOCHS_KEPT:
+        _EPOCHS.popitem(last=False)
+    return fn
 
 
 def _check_decoder(context: MethodContext, data: dict, n: int) -> None:
