@@ -87,9 +87,9 @@ def fonts_distances(logits_fn, batch: Mapping, key, context: Mapping, out_dir: s
     ``regular`` / ``on_manifold``: the attacks (default ``attacks.make("linf")`` and the true
     manifold's attack, the paper's settings).  Every image is projected by
     :func:`projection.project_true` from its example's own θ (plus ``config.restarts`` random
-    starts; default the true manifold's settings, the paper's), ``chunk`` images per compiled call.  With ``out_dir``: writes ``distances.png``
-    (histogram), ``angles.png``, ``distances.json`` (summary) and ``distances.npz`` (per-example
-    arrays).
+    starts; default the true manifold's settings, the paper's), ``chunk`` images per compiled
+    call.  With ``out_dir``: writes ``distances.png`` (histogram), ``angles.png``,
+    ``distances.json`` (summary) and ``distances.npz`` (per-example arrays).
     """
     if not isinstance(context, Mapping) or "prototypes" not in context:
         raise ValueError("context must be a mapping with 'prototypes' (float32[F, 10, H, W, 1], data.fonts_prototypes)")

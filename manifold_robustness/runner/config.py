@@ -113,9 +113,8 @@ def tiny(c: ml_collections.ConfigDict, methods, *, test_examples: int,
     mean nothing): ``methods`` at N ∈ {100, 200}, one seed, 2 epochs, 3 inner iterations, the test
     error on ``test_examples`` images, 20 attacked images with 2 restarts (of the paper's 40
     iterations unless the preset says otherwise), distances on ``distance_examples`` test images
-    projected with 20 steps (a fifth of the paper's; the learned manifolds' projection runs them
-    through every class's decoder) and a gallery of 4; the paper's L∞ attack and the on-manifold
-    ones only.  Returns ``c`` (changed in place)."""
+    projected onto the manifold with 20 optimiser steps (a fifth of the paper's) and a gallery of
+    4; the paper's L∞ attack and the on-manifold ones only.  Returns ``c`` (changed in place)."""
     c.methods = tuple(methods)
     c.eval.attacks = ("linf",)
     c.sizes = (100, 200)

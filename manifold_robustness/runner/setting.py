@@ -344,7 +344,8 @@ def measure_distances(c, s: Setting, variables, key: jax.Array, attack_set: dict
                                      regular=attack_set[REGULAR].attack, on_manifold=attack_set[m.attack_key].attack)
     steps = int(c.distances.get("iterations", 0))  # 0: the manifold's own projection
     how = dataclasses.replace(m.projection_config, iterations=steps) if steps else None
-    by = s.compiled.setdefault(("projection", m.kind, how), measure.ProjectionMeasure(m, how))  # one program for all runs
+    # one compiled program for all runs
+    by = s.compiled.setdefault(("projection", m.kind, how), measure.ProjectionMeasure(m, how))
     rep = measure.measure_groups(groups, rows, by, by.params(m.context), k_proj, chunk=int(c.eval.batch) * 2)
     summary, arrays = rep.summary, rep.arrays()
     for center in s.spec.knn_centers:

@@ -20,11 +20,11 @@ A root written by one config refuses another (the difference is listed); only se
 change results (none so far) may differ, and a setting added to the configs since the root was
 written may be absent there (:data:`ADDED_SETTINGS`: what its absence meant).  Every file is
 written to a temporary name and renamed, and ``run.json`` comes last, so a crash never leaves a
-run that looks finished.  A finished run
-whose files no longer match its manifest (emptied, truncated, bit-flipped, missing) or whose
-``run.json`` is unreadable is *damaged*: :meth:`ResultsStore.status` says so, the runner redoes it,
-and reading it raises :class:`DamagedRunError` naming the file (runs written before manifests
-existed are trusted as they are).
+run that looks finished.  A finished run whose files no longer match its manifest (emptied,
+truncated, bit-flipped, missing) or whose ``run.json`` is unreadable is *damaged*:
+:meth:`ResultsStore.status` says so, the runner redoes it, and reading it raises
+:class:`DamagedRunError` naming the file (runs written before manifests existed are trusted as
+they are).
 """
 
 from __future__ import annotations
@@ -121,7 +121,8 @@ class ResultsStore:
 
     def check_config(self, config: dict) -> dict | None:
         """Refuse a root written by another config (reads only); returns the stored experiment.
-        A setting the config gained after the root was written counts as :data:`ADDED_SETTINGS` says."""
+        A setting added to the configs after the root was written reads as :data:`ADDED_SETTINGS`
+        says."""
         stored = self.experiment()
         if stored is None:
             return None
