@@ -127,6 +127,7 @@ def test_a_root_written_before_a_setting_existed_reads_its_absence_as_what_it_di
     del older["distances"]["iterations"]
     st = store.ResultsStore(tmp_path).open(older)
     assert st.check_config(config.resolved(config.load("fonts:quick")))["config"] == older
+    assert experiment.stored_config(tmp_path).distances.iterations == 0  # what `attack --results` reads
     with pytest.raises(store.ConfigMismatchError, match="distances/iterations: stored 0, requested 20"):
         st.check_config(config.resolved(config.load("fonts:quick", ["distances.iterations=20"])))
 

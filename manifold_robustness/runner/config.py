@@ -251,7 +251,7 @@ def _check_counts(c: ml_collections.ConfigDict) -> None:
     if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
         raise ValueError(f"adversarial.lr must be a number > 0 (or None: the paper's 0.005); got {lr!r}")
     whole("distances.examples", c.distances.examples, 1)
-    whole("distances.iterations", c.distances.get("iterations", 0), 0)  # 0: the manifold's own
+    whole("distances.iterations", c.distances.iterations, 0)  # 0: the manifold's own
     for k in ("epochs", "examples"):  # 0: the paper's epochs / the whole training split
         whole(f"vaegan.{k}", c.vaegan.get(k, 0), 0)
 

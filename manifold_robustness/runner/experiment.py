@@ -39,7 +39,7 @@ from manifold_robustness.runner import setting
 from manifold_robustness.runner.files import writable
 from manifold_robustness.runner.records import RunKey
 from manifold_robustness.runner.setting import Setting
-from manifold_robustness.runner.store import ResultsStore
+from manifold_robustness.runner.store import ResultsStore, with_added_settings
 from manifold_robustness.training import METHODS, MethodContext, loop, trainer
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def stored_config(root):
     exp = ResultsStore(root).experiment()
     if exp is None:
         raise ValueError(f"{root} is not a results folder (no experiment.json); run `experiment run` first")
-    return ml_collections.ConfigDict(exp["config"])
+    return ml_collections.ConfigDict(with_added_settings(exp["config"]))
 
 
 def report(root, out_dir=None, say: Callable[[str], None] = _say):

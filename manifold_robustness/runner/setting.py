@@ -342,7 +342,7 @@ def measure_distances(c, s: Setting, variables, key: jax.Array, attack_set: dict
     k_reg, k_on, k_proj = jax.random.split(key, 3)
     groups = measure.attacked_groups(m, s.classifier.logits_fn(variables), rows, (k_reg, k_on),
                                      regular=attack_set[REGULAR].attack, on_manifold=attack_set[m.attack_key].attack)
-    steps = int(c.distances.get("iterations", 0))  # 0: the manifold's own projection
+    steps = int(c.distances.iterations)  # 0: the manifold's own projection
     how = dataclasses.replace(m.projection_config, iterations=steps) if steps else None
     # one compiled program for all runs
     by = s.compiled.setdefault(("projection", m.kind, how), measure.ProjectionMeasure(m, how))

@@ -90,6 +90,18 @@ def git_commit() -> str | None:
 ADDED_SETTINGS = {"distances/iterations": 0}  # 0: the manifold's own projection, as before
 
 
+def with_added_settings(config: dict) -> dict:
+    """A stored config with each of :data:`ADDED_SETTINGS` it lacks, at what its absence meant."""
+    out = json.loads(json.dumps(config, default=list))  # a copy
+    for path, value in ADDED_SETTINGS.items():
+        *parents, leaf = path.split("/")
+        node = out
+        for name in parents:
+            node = node.setdefault(name, {})
+        node.setdefault(leaf, value)
+    return out
+
+
 class ResultsStore:
     """A results root.  ``open(config)`` claims it for a config (or checks it is the same one)."""
 
@@ -126,8 +138,8 @@ class ResultsStore:
         stored = self.experiment()
         if stored is None:
             return None
-        old, new = stored["config"], json.loads(json.dumps(config, default=list))
-        diff = config_diff(*({**ADDED_SETTINGS, **files.flatten(c)} for c in (old, new)))
+        diff = config_diff(files.flatten(with_added_settings(stored["config"])),
+                           files.flatten(with_added_settings(config)))
         if diff:
             raise ConfigMismatchError(
                 f"{self.root} holds results of another config; refusing to mix them.\n  " + "\n  ".join(diff)
