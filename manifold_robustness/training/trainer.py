@@ -155,7 +155,8 @@ def train(
     context = context or MethodContext(classifier, ranges=default_ranges(getattr(train_data, "name", None)))
     _check_decoder(context, data, n)
     optimizer = functools.partial(loop.make_optimizer, config)  # of the steps per epoch, traced
-    epoch_fn = _epoch_fn(classifier, method, context, config, mesh, (data, context.arrays), len(seeds))
+    epoch_fn = _epoch_fn(classifier, method, context, config, optimizer, mesh, (data, context.arrays),
+                         len(seeds))
     place = (lambda tree: parallel.replicate(tree, mesh)) if mesh is not None else (lambda tree: tree)
     data, arrays = place(data), place(context.arrays)
 
@@ -261,9 +262,10 @@ def _signature(tree) -> tuple:
     return structure, tuple((np.shape(x), str(np.result_type(x))) for x in leaves)
 
 
-def _epoch_fn(classifier, method: str, context: MethodContext, config: loop.TrainConfig, mesh, inputs,
-              num_seeds: int) -> Callable:
-    """The compiled epoch for these settings, traced once per process (see :data:`_EPOCHS`).
+def _epoch_fn(classifier, method: str, context: MethodContext, config: loop.TrainConfig, optimizer, mesh,
+              inputs, num_seeds: int) -> Callable:
+    """The compiled epoch for these settings, traced once per process (see :data:`_EPOCHS`);
+    ``optimizer``: ``config``'s (the key holds ``config``).
     ``inputs`` (the data and the context's arrays) and ``num_seeds`` fix the shapes the epoch is
     called with; they are part of the key, so a reused epoch is never traced twice
     (``compile_epoch``'s retrace check stays a check)."""
@@ -273,7 +275,6 @@ def _epoch_fn(classifier, method: str, context: MethodContext, config: loop.Trai
     if key in _EPOCHS:
         _EPOCHS.move_to_end(key)
         return _EPOCHS[key]
-    optimizer = functools.partial(loop.make_optimizer, config)  # of the steps per epoch, traced
     fn = loop.compile_epoch(classifier, optimizer, make_builder(method, context), config.batch_size, mesh=mesh)
     _EPOCHS[key] = fn
     while len(_EPOCHS) > EPOCHS_KEPT:
